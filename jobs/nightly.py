@@ -1,0 +1,174 @@
+"""The nightly rebuild: read SQL, train encoders, embed articles, build one index per route,
+write the catalog, publish the build atomically, then refresh Redis from SQL.
+
+Every step is recorded in ``job_runs``. Until ``publish`` nothing the API reads has changed:
+a run that fails or is killed earlier leaves the previous build serving, and the next run
+cleans its staging directory up. The Redis refresh is idempotent (sets, never increments,
+except for hot counters, whose buckets it rebuilds from scratch).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from sqlalchemy import Engine
+
+from encoders.base import TrainingCorpus
+from encoders.registry import ENCODERS, build_encoder
+from jobs.runs import JobRecorder, utcnow
+from recall import sqlstore
+from recall.catalog import ItemCatalog, ItemMeta
+from recall.db import make_sessionmaker
+from recall.domain import ArticleRecord, to_unix
+from recall.index import BuildStore, VectorIndex
+from recall.online import OnlineStore
+from recall.routes import ROUTES
+from recall.settings import Settings
+
+EMBED_BATCH = 512
+
+
+@dataclass
+class NightlyResult:
+    run_id: str
+    version: str
+    cutoff: datetime
+    counts: dict[str, int]
+
+
+def progress(console: Console | None) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=console, transient=False,
+                    disable=console is None)
+
+
+def vector_routes() -> dict[str, str]:
+    """route -> encoder, for every registered route whose encoder the registry can build."""
+    return {name: spec.encoder for name, spec in ROUTES.items() if spec.encoder in ENCODERS}
+
+
+def load_corpus(sessions, cutoff: datetime) -> TrainingCorpus:
+    """Articles live before the cutoff, and users' click sequences before it."""
+    with sessions() as session:
+        articles = {
+            a.id: a for a in sqlstore.iter_articles(session)
+            if a.published_at is None or a.published_at < cutoff
+        }
+        sequences = {
+            user: [aid for aid, _ in clicks]
+            for user, clicks in sqlstore.click_sequences(session, before=cutoff).items()
+        }
+    return TrainingCorpus(articles=articles, click_sequences=sequences)
+
+
+def embed(encoder, articles: list[ArticleRecord], bar: Progress) -> np.ndarray:
+    task = bar.add_task(f"embed {encoder.name}", total=len(articles))
+    parts = []
+    for start in range(0, len(articles), EMBED_BATCH):
+        batch = articles[start:start + EMBED_BATCH]
+        parts.append(encoder.encode(batch))
+        bar.advance(task, len(batch))
+    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+
+
+def build_catalog(corpus: TrainingCorpus) -> ItemCatalog:
+    return ItemCatalog({aid: ItemMeta.of(a) for aid, a in corpus.articles.items()})
+
+
+def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff: datetime,
+                   settings: Settings) -> dict[str, int]:
+    """Rebuild Redis from SQL as of the cutoff: fresh list, recent clicks, seen sets, hot buckets.
+
+    This is also how events that reached SQL while Redis was down find their way back.
+    """
+    cutoff_ts = to_unix(cutoff)
+    fresh = [
+        (aid, to_unix(a.published_at) or 0.0) for aid, a in corpus.articles.items()
+        if a.status == "active" and (a.expires_at is None or a.expires_at > cutoff)
+    ]
+    online.replace_fresh(fresh)
+    online.r.delete(online.k("hidden"))  # hidden flags now live in the build's catalog
+
+    horizon = max(settings.seen_ttl_seconds, settings.hot_window_hours * 3600 * 2)
+    since = cutoff - timedelta(seconds=horizon)
+    first, last = online.bucket(to_unix(since)), online.bucket(cutoff_ts)
+    online.r.delete(*[online.k("hot", kind, b) for kind in "ci" for b in range(first, last + 1)])
+    replayed = 0
+    with sessions() as session:
+        batch = []
+        for event in sqlstore.iter_events(session, after=since, before=cutoff):
+            batch.append(event)
+            if len(batch) >= 10_000:
+                replayed += online.record_events(batch)
+                batch = []
+        replayed += online.record_events(batch)
+    return {"fresh": len(fresh), "events_replayed": replayed}
+
+
+def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
+                cutoff: datetime | None = None, console: Console | None = None) -> NightlyResult:
+    """One full rebuild. ``cutoff`` (default: now) is the moment the build knows data up to."""
+    cutoff = cutoff or utcnow()
+    sessions = make_sessionmaker(engine)
+    store = BuildStore(settings.builds_dir)
+    version = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run = JobRecorder(sessions, "nightly", run_id=version, version=version)
+    counts: dict[str, int] = {}
+
+    with run.step("load") as m:
+        corpus = load_corpus(sessions, cutoff)
+        m.update(articles=len(corpus.articles), users=len(corpus.click_sequences),
+                 clicks=sum(map(len, corpus.click_sequences.values())), cutoff=cutoff.isoformat())
+        counts.update(articles=len(corpus.articles), users=len(corpus.click_sequences))
+
+    staging = store.start(version)
+    articles = list(corpus.articles.values())
+    manifest_routes, manifest_encoders = {}, {}
+    with progress(console) as bar:
+        for route, encoder_name in vector_routes().items():
+            with run.step(f"train:{encoder_name}") as m:
+                encoder = build_encoder(encoder_name, settings).fit(corpus)
+                encoder.save(staging / "models" / encoder_name)
+                m.update(version=encoder.version, dim=encoder.dim)
+                manifest_encoders[encoder_name] = encoder.version
+            with run.step(f"embed:{encoder_name}") as m:
+                vectors = embed(encoder, articles, bar)
+                m.update(items=len(articles))
+            with run.step(f"index:{route}") as m:
+                index = VectorIndex.build([a.id for a in articles], vectors, route=route,
+                                          encoder=encoder_name, encoder_version=encoder.version,
+                                          built_at=utcnow().isoformat(timespec="seconds"))
+                index.save(staging / "indexes" / route)
+                m.update(count=len(index), dim=index.dim)
+                manifest_routes[route] = index.manifest
+                counts[f"index:{route}"] = len(index)
+
+    with run.step("catalog") as m:
+        catalog = build_catalog(corpus)
+        catalog.save(staging / "catalog.jsonl")
+        m.update(items=len(catalog))
+
+    with run.step("publish") as m:
+        manifest = {"version": version, "built_at": utcnow().isoformat(timespec="seconds"),
+                    "cutoff": cutoff.isoformat(), "routes": manifest_routes,
+                    "encoders": manifest_encoders, "counts": counts}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        store.publish(staging)
+        m.update(version=version)
+
+    with run.step("online") as m:
+        m.update(refresh_online(online, sessions, corpus, cutoff, settings))
+    return NightlyResult(version, version, cutoff, counts)
+

@@ -1,0 +1,1 @@
+"""Alembic migrations; run them with `recall db upgrade` or `recall.db.upgrade(engine)`."""

@@ -1,0 +1,117 @@
+"""SQL tables (SQLAlchemy 2). The schema itself is owned by Alembic (``migrations/``).
+
+All timestamps are naive UTC: SQLite keeps no zone, so we never store one anywhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Article(Base):
+    __tablename__ = "articles"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)  # abstract or body text
+    category: Mapped[str | None] = mapped_column(String(128), index=True)
+    subcategory: Mapped[str | None] = mapped_column(String(128))
+    media_id: Mapped[str | None] = mapped_column(String(128))
+    # [[tag, weight], ...] ordered by weight, strongest first.
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # [{"label", "type", "wikidata_id", "confidence"}, ...]
+    entities: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    image_ref: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | hidden
+    source: Mapped[str] = mapped_column(String(32), default="jsonl")
+    # True for ids referenced by events but never described (MIND's slice has many).
+    id_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=datetime.utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Event(Base):
+    """Append-only impressions and clicks."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_user_ts", "user_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Deterministic key from the source row, so re-ingesting the same file stores nothing twice.
+    event_key: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    article_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # impression | click
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    # Set for events of an impression (MIND rows); history clicks and API clicks may have none.
+    impression_id: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(32), default="api")
+
+
+class JobRun(Base):
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    job: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed | skipped
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    artefact_version: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RouteConfig(Base):
+    __tablename__ = "route_configs"
+
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    quota: Mapped[int] = mapped_column(Integer, default=200)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=datetime.utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128), default="system")
+
+
+class RouteConfigAudit(Base):
+    __tablename__ = "route_config_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    route: Mapped[str] = mapped_column(String(64), index=True)
+    changed_by: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(DateTime)
+    old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    new: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,34 @@
+"""The route registry: every route the platform serves, with its default config.
+
+Adding a route is one class (a candidate source, see ``base.Route``) and one line here; the
+API, the merger, the nightly job (which builds an index for each route with an encoder) and
+``recall eval`` pick it up from this table.
+"""
+
+from __future__ import annotations
+
+from recall.routes.base import RouteConfig, RouteSpec
+from recall.routes.fallback import FreshRoute, HotRoute
+from recall.routes.i2i import EmbeddingI2IRoute
+
+
+def i2i(name: str, *, floor: float = 0.6, weight: float = 1.0, quota: int = 200,
+        description: str = "") -> RouteSpec:
+    """An item-to-item route over the index of the encoder of the same name."""
+    return RouteSpec(name, "i2i", EmbeddingI2IRoute.factory,
+                     RouteConfig(name, True, weight, quota, {"cosine_floor": floor}),
+                     encoder=name, description=description)
+
+
+ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
+    i2i("tag2vec", description="neighbours of recent clicks by their top-3 tag vectors (fastText)"),
+    RouteSpec("hot", "fallback", HotRoute.factory,
+              RouteConfig("hot", True, 1.0, 300, {"window_hours": 24.0, "ctr_power": 0.0}),
+              description="most clicked articles over a recent window"),
+    RouteSpec("fresh", "fallback", FreshRoute.factory, RouteConfig("fresh", True, 0.3, 100, {}),
+              description="the newest active articles"),
+]}
+
+
+def default_configs() -> dict[str, RouteConfig]:
+    return {name: spec.default for name, spec in ROUTES.items()}

@@ -1,0 +1,157 @@
+"""The request path: context -> routes -> scorer -> filters -> merger.
+
+One request reads Redis twice (pipelined): the user's context before the routes run, and the
+seen/hidden flags of the candidates after. Everything else is in memory. A route that raises
+is skipped and reported (fail-open), never a failed request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from recall.domain import Candidate, Dropped, FusedCandidate, RequestContext
+from recall.filters import apply_filters, request_filters
+from recall.merger import WeightedRankMerger
+from recall.online import OnlineStore
+from recall.reweight import Reweighter
+from recall.routes import ROUTES, default_configs
+from recall.routes.base import SIMILARITY_KINDS, Route, RouteConfig
+from recall.serving import ServingState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RouteRun:
+    count: int = 0  # candidates the route returned
+    kept: int = 0  # after filters
+    ms: float = 0.0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RecallResult:
+    user_id: str
+    candidates: list[FusedCandidate]
+    routes: dict[str, RouteRun]
+    dropped: Counter
+    version: str | None
+    cold: bool
+    dropped_items: list[Dropped] = field(default_factory=list)
+
+
+class UnknownRouteError(ValueError):
+    pass
+
+
+class RecallService:
+    def __init__(self, online: OnlineStore, state: ServingState,
+                 configs: dict[str, RouteConfig] | None = None,
+                 merger: WeightedRankMerger | None = None):
+        self.online = online
+        self.settings = state.settings
+        self.reweighter = Reweighter.from_settings(state.settings)
+        self.merger = merger or WeightedRankMerger()
+        self._state = state
+        self._configs = configs or default_configs()
+        self._routes = self._build_routes()
+
+    # ---- swapping in a new build or new configs (atomic attribute assignment) -----------
+    @property
+    def state(self) -> ServingState:
+        return self._state
+
+    @property
+    def configs(self) -> dict[str, RouteConfig]:
+        return self._configs
+
+    def set_state(self, state: ServingState) -> None:
+        self._state = state
+        self._routes = self._build_routes()
+
+    def set_configs(self, configs: dict[str, RouteConfig]) -> None:
+        self._configs = configs
+        self._routes = self._build_routes()
+
+    def _build_routes(self) -> dict[str, Route]:
+        routes = {}
+        for name, spec in ROUTES.items():
+            route = spec.factory(self._state, self._configs.get(name, spec.default))
+            if route is not None:
+                routes[name] = route
+        return routes
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        """Every route this build can serve, enabled or not."""
+        return self._routes
+
+    # ---- the request path ----------------------------------------------------------------
+    def context(self, user_id: str, now: float | None = None, category: str | None = None) -> RequestContext:
+        ctx = self.online.fetch_context(user_id, now, category=category)
+        ctx.window_stats = lambda hours: self.online.window_stats(ctx.now, hours)
+        ctx.fresh = lambda n: self.online.fresh(ctx.now, n)
+        return ctx
+
+    def select_routes(self, requested: list[str] | None) -> list[str]:
+        if requested:
+            unknown = [r for r in requested if r not in ROUTES]
+            if unknown:
+                raise UnknownRouteError(
+                    f"unknown route(s) {', '.join(unknown)}; known: {', '.join(sorted(ROUTES))}")
+            # Asking for a route by name runs it even when it is disabled (editors inspect it).
+            return [r for r in requested if r in self._routes]
+        return [r for r in self._routes if self._configs[r].enabled]
+
+    def run_routes(self, ctx: RequestContext, names: list[str]) -> tuple[dict[str, list[Candidate]], dict[str, RouteRun]]:
+        per_route: dict[str, list[Candidate]] = {}
+        runs: dict[str, RouteRun] = {}
+        for name in names:
+            route, config = self._routes[name], self._configs[name]
+            run = runs[name] = RouteRun()
+            start = time.perf_counter()
+            try:
+                candidates = route.retrieve(ctx, config.quota)
+                if route.kind in SIMILARITY_KINDS and candidates:
+                    stats = ctx.window_stats(self.settings.hot_window_hours)
+                    candidates = self.reweighter.apply(candidates, stats, self._state.catalog, ctx.now)
+            except Exception as exc:  # fail-open: one broken route never fails the request
+                log.exception("route %s failed", name)
+                run.error = f"{type(exc).__name__}: {exc}"
+                candidates = []
+            run.ms = (time.perf_counter() - start) * 1000
+            run.count = len(candidates)
+            per_route[name] = candidates
+        return per_route, runs
+
+    def recall(self, user_id: str, n: int, routes: list[str] | None = None,
+               category: str | None = None, now: float | None = None) -> RecallResult:
+        names = self.select_routes(routes)
+        ctx = self.context(user_id, now, category)
+        per_route, runs = self.run_routes(ctx, names)
+
+        all_ids = list(dict.fromkeys(c.item_id for cs in per_route.values() for c in cs))
+        filters = request_filters(ctx, self._state.catalog, self.online.filter_state(user_id, all_ids, ctx.now))
+        dropped: Counter = Counter()
+        dropped_items: list[Dropped] = []
+        for name, candidates in per_route.items():
+            kept, removed = apply_filters(candidates, filters)
+            per_route[name] = kept
+            runs[name].kept = len(kept)
+            dropped_items.extend(removed)
+        dropped.update(d.reason for d in dropped_items)
+
+        fused, merge_drops = self.merger.merge(per_route, self._configs, n)
+        dropped.update(merge_drops)
+        return RecallResult(user_id, fused, runs, dropped, self._state.version, ctx.is_cold, dropped_items)
+
+    def similar(self, item_id: str, route: str, n: int) -> list[Candidate]:
+        """An article's neighbours in one i2i route (unfiltered: no user is involved)."""
+        if route not in ROUTES or ROUTES[route].kind != "i2i":
+            i2i = sorted(r for r, s in ROUTES.items() if s.kind == "i2i")
+            raise UnknownRouteError(f"{route!r} is not an item-to-item route; use one of {', '.join(i2i)}")
+        served = self._routes.get(route)
+        return served.similar(item_id, n) if served is not None else []

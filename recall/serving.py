@@ -1,0 +1,54 @@
+"""What a serving process holds in memory: the active build's indexes, catalog and encoders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recall.catalog import ItemCatalog
+from recall.index import BuildStore, VectorIndex
+from recall.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServingState:
+    settings: Settings
+    version: str | None = None
+    directory: Path | None = None
+    indexes: dict[str, VectorIndex] = field(default_factory=dict)
+    catalog: ItemCatalog = field(default_factory=ItemCatalog)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    _encoders: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, settings: Settings) -> ServingState:
+        """The active build, or an empty state (fallback routes only) when none is published."""
+        directory = BuildStore(settings.builds_dir).active_dir()
+        if directory is None or not directory.exists():
+            return cls(settings)
+        manifest = json.loads((directory / "manifest.json").read_text())
+        indexes = {}
+        for index_dir in sorted((directory / "indexes").glob("*")):
+            if (index_dir / "manifest.json").exists():
+                indexes[index_dir.name] = VectorIndex.load(index_dir)
+        return cls(settings, manifest["version"], directory, indexes,
+                   ItemCatalog.load(directory / "catalog.jsonl"), manifest)
+
+    def encoder(self, name: str):
+        """The build's frozen encoder ``name`` (loaded on first use), or None if absent."""
+        with self._lock:
+            if name not in self._encoders:
+                from encoders.registry import (
+                    load_encoder,  # only the fast path needs encoders
+                )
+
+                model_dir = self.directory / "models" / name if self.directory else None
+                self._encoders[name] = load_encoder(name, model_dir) if model_dir and model_dir.exists() else None
+            return self._encoders[name]

