@@ -141,18 +141,20 @@ def main() -> None:
         mind, synthetic = mind_corpus(), synthetic_corpus()
         table = Table(title=f"Encoders on this machine ({os.cpu_count()} cores, {args.threads} threads each, "
                             f"median of {args.runs} runs)")
-        for column in ("encoder", "data", "items", "dim", "fit s", "encode items/s", "error"):
-            table.add_column(column, justify="left" if column in ("encoder", "data", "error") else "right")
+        for column in ("encoder", "data", "items", "dim", "fit s", "encode items/s"):
+            table.add_column(column, justify="left" if column in ("encoder", "data") else "right")
+        failures = []
         for case in cases(mind, synthetic, resnet_dir, args.threads):
             try:
                 fit, rate, dim = measure(case, args.runs)
             except Exception as error:  # one broken encoder should not hide the others' numbers
-                table.add_row(case.name, case.data, str(len(case.items)), "-", "-", "-",
-                              f"{type(error).__name__}: {error}")
+                failures.append(f"{case.name} failed: {type(error).__name__}: {error}")
+                table.add_row(case.name, case.data, str(len(case.items)), "-", "failed", "-")
                 continue
-            table.add_row(case.name, case.data, str(len(case.items)), str(dim), f"{fit:.2f}",
-                          f"{rate:,.0f}", "")
+            table.add_row(case.name, case.data, str(len(case.items)), str(dim), f"{fit:.2f}", f"{rate:,.0f}")
         console.print(table)
+        for failure in failures:
+            console.print(failure)
         # Other work on the machine slows every row; this says how busy it was.
         console.print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 

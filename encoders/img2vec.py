@@ -19,6 +19,7 @@ decompression bombs) never raises: its row is zeros and ``failures_`` counts it 
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -77,13 +78,17 @@ class ImageReader:
         path = Path(ref) if ref else None
         if path is None or not path.is_file():
             raise ImageFailure("missing")
-        if path.stat().st_size > self.max_bytes:
-            raise ImageFailure("too_large")
-        return path.read_bytes()
+        try:
+            if path.stat().st_size > self.max_bytes:
+                raise ImageFailure("too_large")
+            return path.read_bytes()
+        except OSError as error:  # unreadable (permissions, vanished meanwhile)
+            raise ImageFailure("missing") from error
 
     def _fetch(self, url: str) -> bytes:
         if self._client is None:
             self._client = httpx.Client(timeout=self.timeout, follow_redirects=True)
+        deadline = time.monotonic() + self.timeout  # httpx's timeout is per read, not in total
         try:
             with self._client.stream("GET", url) as response:
                 if response.status_code in (404, 410):
@@ -95,6 +100,8 @@ class ImageReader:
                     data += part
                     if len(data) > self.max_bytes:
                         raise ImageFailure("too_large")
+                    if time.monotonic() > deadline:
+                        raise ImageFailure("fetch_error")
                 return bytes(data)
         except httpx.HTTPError as error:
             raise ImageFailure("fetch_error") from error

@@ -9,6 +9,8 @@ the fast path for new articles relies on.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import tempfile
@@ -37,11 +39,30 @@ def top_tags(article: ArticleRecord, k: int = TOP_TAGS) -> list[str]:
     return [tag_token(t) for t, _ in ranked[:k] if t and t.strip()]
 
 
+def _large_allocations_come_zeroed() -> None:
+    """Make glibc hand out large blocks as fresh (zeroed) pages, so fastText's input matrix is.
+
+    fastText initialises only ``threads``/10 of its input matrix; the subword buckets in the
+    rest keep whatever the allocator returns. glibc returns fresh zeroed pages for large blocks
+    until a large block is freed, after which its dynamic threshold serves them from reused heap
+    memory: a second fit in one process then trains on garbage (1e38 values, "Encountered NaN").
+    Pinning the threshold to its default (128 KiB) keeps fresh pages coming. No-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 class FastTextSequenceEncoder:
     """A fastText skipgram trained on token sentences; shared by tag2vec, item2vec, media2vec."""
 
     name = "fasttext"
     model_file = "model.bin"
+    # fastText's subsampling threshold ("t"): tokens more frequent than this share of the corpus
+    # are randomly dropped. 1e-4 (its default) is made for large text corpora.
+    sample = 1e-4
 
     def __init__(self, dim: int = 64, epochs: int = 10, window: int = 5, min_count: int = 1,
                  threads: int = 2, seed: int = 7, buckets: int = 100_000, subwords: bool = True):
@@ -62,13 +83,15 @@ class FastTextSequenceEncoder:
 
     def params(self) -> dict:
         return {"dim": self.dim_, "epochs": self.epochs, "window": self.window,
-                "min_count": self.min_count, "buckets": self.buckets, "subwords": self.subwords}
+                "min_count": self.min_count, "buckets": self.buckets, "subwords": self.subwords,
+                "threads": self.threads, "seed": self.seed}
 
     def sentences(self, corpus: TrainingCorpus) -> Iterable[list[str]]:
         raise NotImplementedError
 
     def fit(self, corpus: TrainingCorpus) -> Self:
-        digest = hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode())
+        digest = hashlib.sha256(
+            json.dumps({**self.params(), "sample": self.sample}, sort_keys=True).encode())
         counts: Counter[str] = Counter()
         with tempfile.TemporaryDirectory() as tmp:
             sentences_path, init_path = Path(tmp) / "sentences.txt", Path(tmp) / "init.vec"
@@ -84,9 +107,11 @@ class FastTextSequenceEncoder:
             # fastText adds every word of this file to its vocabulary, so only those it would keep.
             words = ["</s>", *sorted(w for w, c in counts.items() if c >= self.min_count)]
             self._write_initial_vectors(init_path, words)
+            _large_allocations_come_zeroed()
             self.model_ = fasttext.train_unsupervised(
                 str(sentences_path), model="skipgram", dim=self.dim_, epoch=self.epochs, ws=self.window,
-                minCount=self.min_count, thread=self.threads, bucket=self.buckets if self.subwords else 0,
+                minCount=self.min_count, t=self.sample, thread=self.threads,
+                bucket=self.buckets if self.subwords else 0,
                 minn=3 if self.subwords else 0, maxn=6 if self.subwords else 0,
                 pretrainedVectors=str(init_path), verbose=0,
             )
@@ -99,7 +124,8 @@ class FastTextSequenceEncoder:
         fastText 0.9.x fills only ``threads``/10 of its input matrix at random and leaves the rest
         as whatever memory held, which is NaN or 1e25 on small vocabularies
         (facebookresearch/fastText#1061); its Python API also takes no seed. Giving every word
-        its start vector fixes both (the subword buckets are still fastText's).
+        its start vector fixes both (the subword buckets are zeros: see
+        ``_large_allocations_come_zeroed``).
         """
         rng = np.random.default_rng(self.seed)
         vectors = rng.uniform(-1.0 / self.dim_, 1.0 / self.dim_, size=(len(words), self.dim_))
@@ -136,6 +162,11 @@ class FastTextSequenceEncoder:
 
 class Tag2VecEncoder(FastTextSequenceEncoder):
     name = "tag2vec"
+    # A tag vocabulary is small and every tag is "frequent" by the default threshold, which then
+    # drops most tokens, widens every window across topics and collapses all vectors onto one
+    # direction (cross-topic cosine ~1.0 on the synthetic world and on MIND). 1e-2 only thins
+    # the truly common tokens.
+    sample = 1e-2
 
     def sentences(self, corpus: TrainingCorpus) -> Iterable[list[str]]:
         for article in corpus.articles.values():

@@ -2,9 +2,137 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
 
 from jobs.ingest.cli import ingest_app
+from recall.db import make_engine, upgrade
+from recall.online import OnlineStore, connect_redis
+from recall.settings import Settings
 
 app = typer.Typer(help="newsrecall: multi-route candidate recall for news feeds.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the configured database to the newest schema."""
+    settings = Settings()
+    upgrade(make_engine(settings.sqlalchemy_url))
+    Console().print(f"schema up to date: {settings.sqlalchemy_url}")
+
+
+@app.command()
+def nightly() -> None:
+    """Train, embed, build indexes, publish atomically, refresh Redis (each step in job_runs)."""
+    from jobs.nightly import run_nightly
+
+    settings, console = Settings(), Console()
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    online = OnlineStore(connect_redis(settings), settings)
+    result = run_nightly(settings, engine, online, console=console)
+    console.print(f"published build [bold]{result.version}[/bold]: {result.counts}")
+
+
+@app.command("eval")
+def eval_command(
+    split_time: Annotated[datetime, typer.Option(help="build on events before this time (UTC)")],
+    k: Annotated[str, typer.Option(help="comma-separated cut-offs")] = "50,100,200,500",
+    behaviors: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                   help="MIND behaviors.tsv (evaluated in a scratch database)")] = None,
+    news: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="MIND news.tsv")] = None,
+    synthetic: Annotated[str | None, typer.Option(help="ARTICLES,USERS,DAYS of a generated world "
+                                                       "(starting 2026-11-01) instead of files")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
+    keep: Annotated[bool, typer.Option(help="keep the scratch directory")] = False,
+) -> None:
+    """Online replay: build before the split, replay after it, report Recall@K per route."""
+    from jobs.evaluate import evaluate, write_json
+    from jobs.ingest.mind import ingest_mind
+    from jobs.ingest.synthetic import ingest_synthetic
+    from recall.synthetic import generate
+
+    base, console = Settings(), Console()
+    ks = sorted({int(x) for x in k.split(",") if x.strip()})
+    if not ks or ks[0] <= 0:
+        raise typer.BadParameter("--k needs positive integers, e.g. 50,100,200,500")
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
+    scratch = base.var_dir / "eval" / run_id
+    # Files or a generated world go to a scratch database; otherwise the configured one is read.
+    database_url = f"sqlite:///{(scratch / 'eval.db').resolve()}" if (behaviors or news or synthetic) else base.sqlalchemy_url
+    settings = base.model_copy(update={"var_dir": scratch, "database_url": database_url,
+                                       "redis_prefix": f"{base.redis_prefix}eval:{run_id}:"})
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    if behaviors or news:
+        console.print(ingest_mind(engine, news, behaviors, console).table())
+    if synthetic:
+        articles, users, days = (int(x) for x in synthetic.split(","))
+        console.print(ingest_synthetic(engine, generate(articles, users, days, base.seed), console).table())
+    online = OnlineStore(connect_redis(settings), settings)  # embedded: a scratch server too
+    try:
+        report = evaluate(settings, engine, online, split_time, ks, console)
+    finally:
+        online.flush_namespace()
+        engine.dispose()
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    console.print(report.table())
+    if json_out:
+        write_json(report, json_out)
+        console.print(f"figures written to {json_out}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Serve the HTTP API (recall, similar, events, routes, health; OpenAPI at /docs)."""
+    from api.server import serve as run_server
+
+    run_server(host, port, workers, Settings())
+
+
+@app.command()
+def demo(
+    articles: Annotated[int, typer.Option(min=10)] = 2000,
+    users: Annotated[int, typer.Option(min=1)] = 500,
+    days: Annotated[int, typer.Option(min=2)] = 7,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+) -> None:
+    """The embedded default end to end: synthetic data -> SQLite -> nightly -> API on HOST:PORT."""
+    from jobs.ingest.synthetic import ingest_synthetic
+    from jobs.nightly import run_nightly
+    from recall.synthetic import generate
+
+    settings, console = Settings(), Console()
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    today = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    world = generate(articles, users, days, settings.seed, start=today - timedelta(days=days - 1))
+    console.print(ingest_synthetic(engine, world, console).table())
+    online = OnlineStore(connect_redis(settings), settings)
+    result = run_nightly(settings, engine, online, console=console)
+    console.print(f"published build [bold]{result.version}[/bold]: {result.counts}")
+    if not serve_api:
+        return
+    user = next(iter(world.user_interests))
+    console.print(f"\nAPI on [bold]http://{host}:{port}[/bold]  (OpenAPI: http://{host}:{port}/docs)")
+    console.print(f"try:  curl 'http://{host}:{port}/v1/recall/{user}?n=20&explain=true'\n")
+    from api.server import serve as run_server
+
+    # The embedded demo is local: read-only recall needs no API key here.
+    run_server(host, port, 1, settings.model_copy(update={"open_recall": True}))

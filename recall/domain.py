@@ -9,6 +9,10 @@ from typing import Any
 
 import numpy as np
 
+# Events whose real time is unknown (MIND's click histories, backfills): they shape a user's
+# profile and seen set but are not live signals, so they never count as "hot".
+HISTORY_SOURCE = "history"
+
 
 def to_unix(dt: datetime | None) -> float | None:
     """Unix seconds of a datetime; naive datetimes are UTC throughout the project."""

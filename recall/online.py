@@ -36,7 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from recall.domain import EventRecord, RequestContext, WindowStats, to_unix
+from recall.domain import (
+    HISTORY_SOURCE,
+    EventRecord,
+    RequestContext,
+    WindowStats,
+    to_unix,
+)
 from recall.settings import Settings
 
 
@@ -82,9 +88,10 @@ class OnlineStore:
         """Apply events to online state in one pipeline; the same path serves API and replay."""
         cap = self.s.recent_clicks_cap
         bucket_ttl = int(self.s.hot_window_hours * 3600 * 2 + self.s.hot_bucket_seconds)
-        n = 0
+        live: list[tuple[float, str, str]] = []  # (time, kind, article) of events that count as hot
         pipe = self.r.pipeline(transaction=False)
-        for ev in events:
+        n = 0
+        for n, ev in enumerate(events, 1):
             ts = to_unix(ev.ts)
             bucket = self.bucket(ts)
             seen_key = self.k("u", ev.user_id, "seen")
@@ -92,22 +99,34 @@ class OnlineStore:
                 clicks_key = self.k("u", ev.user_id, "clicks")
                 pipe.zadd(clicks_key, {ev.article_id: ts})
                 pipe.zremrangebyrank(clicks_key, 0, -cap - 1)
-                pipe.zincrby(self.k("hot", "c", bucket), 1, ev.article_id)
-                pipe.expire(self.k("hot", "c", bucket), bucket_ttl)
-            else:
-                pipe.zincrby(self.k("hot", "i", bucket), 1, ev.article_id)
-                pipe.expire(self.k("hot", "i", bucket), bucket_ttl)
+            if ev.source != HISTORY_SOURCE:
+                counter = self.k("hot", "c" if ev.kind == "click" else "i", bucket)
+                pipe.zincrby(counter, 1, ev.article_id)
+                pipe.expire(counter, bucket_ttl)
+                live.append((ts, ev.kind, ev.article_id))
             if ev.kind == "click" or self.s.seen_includes_impressions:
                 pipe.zadd(seen_key, {ev.article_id: ts})
                 pipe.expire(seen_key, self.s.seen_ttl_seconds)
-            n += 1
         try:
             pipe.execute()
         except redis.RedisError as exc:
             raise OnlineStoreError(str(exc)) from exc
-        with self._lock:
-            self._window_cache.clear()
+        self._count_in_cached_windows(live)
         return n
+
+    def _count_in_cached_windows(self, live: list[tuple[float, str, str]]) -> None:
+        """Keep this process' cached window stats exact without recomputing them in Redis.
+
+        Other processes catch up when their minute-long cache entry expires.
+        """
+        with self._lock:
+            for (hours, minute), stats in self._window_cache.items():
+                end = (minute + 1) * 60
+                start = end - 60 - hours * 3600
+                for ts, kind, item in live:
+                    if start < ts <= end:
+                        counts = stats.clicks if kind == "click" else stats.impressions
+                        counts[item] = counts.get(item, 0.0) + 1
 
     def publish_articles(self, items: Sequence[tuple[str, float]]) -> None:
         """Add active articles (id, publish time) to the fresh list."""

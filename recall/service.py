@@ -96,21 +96,23 @@ class RecallService:
         ctx.fresh = lambda n: self.online.fresh(ctx.now, n)
         return ctx
 
-    def select_routes(self, requested: list[str] | None) -> list[str]:
+    def select_routes(self, requested: list[str] | None, served: dict[str, Route],
+                      configs: dict[str, RouteConfig]) -> list[str]:
         if requested:
             unknown = [r for r in requested if r not in ROUTES]
             if unknown:
                 raise UnknownRouteError(
                     f"unknown route(s) {', '.join(unknown)}; known: {', '.join(sorted(ROUTES))}")
             # Asking for a route by name runs it even when it is disabled (editors inspect it).
-            return [r for r in requested if r in self._routes]
-        return [r for r in self._routes if self._configs[r].enabled]
+            return [r for r in requested if r in served]
+        return [r for r in served if configs[r].enabled]
 
-    def run_routes(self, ctx: RequestContext, names: list[str]) -> tuple[dict[str, list[Candidate]], dict[str, RouteRun]]:
+    def run_routes(self, ctx: RequestContext, routes: dict[str, Route], configs: dict[str, RouteConfig],
+                   ) -> tuple[dict[str, list[Candidate]], dict[str, RouteRun]]:
         per_route: dict[str, list[Candidate]] = {}
         runs: dict[str, RouteRun] = {}
-        for name in names:
-            route, config = self._routes[name], self._configs[name]
+        for name, route in routes.items():
+            config = configs[name]
             run = runs[name] = RouteRun()
             start = time.perf_counter()
             try:
@@ -129,9 +131,17 @@ class RecallService:
 
     def recall(self, user_id: str, n: int, routes: list[str] | None = None,
                category: str | None = None, now: float | None = None) -> RecallResult:
-        names = self.select_routes(routes)
+        served, configs = self._routes, self._configs  # one snapshot: a build swap may land meanwhile
+        names = self.select_routes(routes, served, configs)
+        return self.run_pipeline(user_id, {r: served[r] for r in names}, configs, n,
+                                 category=category, now=now)
+
+    def run_pipeline(self, user_id: str, routes: dict[str, Route], configs: dict[str, RouteConfig],
+                     n: int, category: str | None = None, now: float | None = None) -> RecallResult:
+        """Context -> routes -> scorer -> filters -> merger, for any set of route objects (the
+        evaluation runs its baselines through here too)."""
         ctx = self.context(user_id, now, category)
-        per_route, runs = self.run_routes(ctx, names)
+        per_route, runs = self.run_routes(ctx, routes, configs)
 
         all_ids = list(dict.fromkeys(c.item_id for cs in per_route.values() for c in cs))
         filters = request_filters(ctx, self._state.catalog, self.online.filter_state(user_id, all_ids, ctx.now))
@@ -144,7 +154,7 @@ class RecallService:
             dropped_items.extend(removed)
         dropped.update(d.reason for d in dropped_items)
 
-        fused, merge_drops = self.merger.merge(per_route, self._configs, n)
+        fused, merge_drops = self.merger.merge(per_route, configs, n)
         dropped.update(merge_drops)
         return RecallResult(user_id, fused, runs, dropped, self._state.version, ctx.is_cold, dropped_items)
 

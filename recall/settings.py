@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # Feeds hide what they already showed: impressions count as seen, not only clicks.
     seen_includes_impressions: bool = True
     hot_bucket_seconds: int = Field(600, ge=60)
-    hot_window_hours: float = Field(24.0, gt=0)
+    hot_window_hours: float = Field(6.0, gt=0)
 
     # Serving.
     default_n: int = Field(500, ge=1)

@@ -30,7 +30,7 @@ from jobs.ingest.common import (
     checked_length,
     parse_json,
 )
-from recall.domain import ArticleRecord, EventRecord
+from recall.domain import HISTORY_SOURCE, ArticleRecord, EventRecord
 
 SOURCE = "mind"
 TIME_FORMAT = "%m/%d/%Y %I:%M:%S %p"  # "11/12/2019 2:14:46 PM", UTC
@@ -159,7 +159,7 @@ def behavior_events(row: BehaviorRow, earliest: dict[str, datetime]) -> list[Eve
         seen_in_history.add(news_id)
         events.append(EventRecord(
             key=f"mind:h:{row.user_id}:{news_id}", user_id=row.user_id, article_id=news_id, kind="click",
-            ts=first_shown - timedelta(seconds=len(row.history) - position), source=SOURCE,
+            ts=first_shown - timedelta(seconds=len(row.history) - position), source=HISTORY_SOURCE,
         ))
     for news_id, clicked in row.shown:
         events.append(EventRecord(

@@ -23,7 +23,7 @@ def i2i(name: str, *, floor: float = 0.6, weight: float = 1.0, quota: int = 200,
 ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     i2i("tag2vec", description="neighbours of recent clicks by their top-3 tag vectors (fastText)"),
     RouteSpec("hot", "fallback", HotRoute.factory,
-              RouteConfig("hot", True, 1.0, 300, {"window_hours": 24.0, "ctr_power": 0.0}),
+              RouteConfig("hot", True, 1.0, 300, {"window_hours": 6.0, "ctr_power": 0.0}),
               description="most clicked articles over a recent window"),
     RouteSpec("fresh", "fallback", FreshRoute.factory, RouteConfig("fresh", True, 0.3, 100, {}),
               description="the newest active articles"),

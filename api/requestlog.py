@@ -1,0 +1,78 @@
+"""One JSON log line per request, tagged with a request id that the response echoes.
+
+The id comes from the caller's ``X-Request-ID`` header (so a trace spans services) or is made
+here. The middleware is plain ASGI: it wraps ``send`` to learn the status and add the header,
+without buffering the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's id is echoed into logs and headers: refuse anything long enough to be abuse.
+MAX_REQUEST_ID_LENGTH = 128
+
+log = logging.getLogger("api.requests")
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one JSON object; structured fields travel in ``extra={"fields": {...}}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def request_id_of(scope: Scope) -> str:
+    given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+    if 0 < len(given) <= MAX_REQUEST_ID_LENGTH and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+class RequestLogMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        status = 500  # what the client gets if the app raises before answering
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info("request", extra={"fields": {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope["query_string"].decode("latin-1"),
+                "status": status,
+                "ms": round((time.perf_counter() - start) * 1000, 2),
+            }})

@@ -1,0 +1,117 @@
+"""A real world behind the API: synthetic articles and events in SQLite, a nightly build, Redis.
+
+The world ends now (the API serves at wall-clock time), so its recent articles are live and its
+last day of clicks is what the hot route counts. Building it takes a few seconds, so one world
+and one running app serve every API test; tests stay independent by using user ids of their own
+(``user_id``). Tests that change the build or the route configs get their own var directory,
+database and Redis prefix (``small_world``, ``no_build_client``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from api.app import create_app
+from jobs.ingest.synthetic import ingest_synthetic
+from jobs.nightly import NightlyResult, run_nightly
+from recall.db import make_engine, upgrade
+from recall.online import OnlineStore
+from recall.settings import Settings
+from recall.synthetic import SyntheticWorld, generate
+
+# The same Redis as tests/conftest.py's fixtures (database 15 of the local server).
+REDIS_URL = os.environ.get("RECALL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@dataclass
+class BuiltWorld:
+    settings: Settings
+    engine: Engine
+    world: SyntheticWorld
+    build: NightlyResult
+
+
+def build_world(settings: Settings, engine: Engine, online: OnlineStore, *,
+                articles: int, users: int, days: int) -> tuple[SyntheticWorld, NightlyResult]:
+    """Generate a world ending now, ingest it and publish a build of it."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    world = generate(articles, users, days, seed=5, start=now - timedelta(days=days))
+    ingest_synthetic(engine, world)
+    return world, run_nightly(settings, engine, online)
+
+
+def unused_redis_url() -> str:
+    """A Redis URL on a port nothing listens on (the OS just handed it out and took it back)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Iterator[BuiltWorld]:
+    tmp = tmp_path_factory.mktemp("api-world")
+    settings = Settings(
+        _env_file=None,
+        var_dir=tmp / "var",
+        database_url=f"sqlite:///{tmp / 'recall.db'}",
+        redis_url=REDIS_URL,
+        redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
+        # Small limits, so that capping visibly cuts lists the world can fill.
+        default_n=40,
+        max_n=60,
+        similar_max_n=15,
+    )
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    client = redis.Redis.from_url(REDIS_URL)
+    online = OnlineStore(client, settings)
+    world, build = build_world(settings, engine, online, articles=400, users=80, days=4)
+    yield BuiltWorld(settings, engine, world, build)
+    online.flush_namespace()
+    client.close()
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def client(built: BuiltWorld) -> Iterator[TestClient]:
+    with TestClient(create_app(built.settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def redis_down_client(built: BuiltWorld) -> Iterator[TestClient]:
+    """The same world and build, but Redis unreachable."""
+    settings = built.settings.model_copy(update={"redis_url": unused_redis_url()})
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A user nobody else has seen: what a test posts for it touches no other test."""
+    return f"api-user-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def small_world(settings: Settings, sqlite_engine: Engine, online: OnlineStore) -> BuiltWorld:
+    """A world and build of this test's own (tests/conftest.py's settings, SQLite and Redis prefix)."""
+    world, build = build_world(settings, sqlite_engine, online, articles=150, users=30, days=2)
+    return BuiltWorld(settings, sqlite_engine, world, build)
+
+
+@pytest.fixture
+def no_build_client(settings: Settings, online: OnlineStore) -> Iterator[TestClient]:
+    """An app over an empty database and no published build (``online`` cleans its Redis prefix)."""
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

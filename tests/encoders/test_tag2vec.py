@@ -1,0 +1,192 @@
+"""tag2vec (real fastText) on a synthetic world whose topics are known: the encoder contract
+(save/load, batch, dims, empty input) and whether training learns the planted topics."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from encoders.base import Encoder, TrainingCorpus
+from encoders.registry import build_encoder, load_encoder
+from encoders.tag2vec import Tag2VecEncoder, tag_token, top_tags
+from recall.domain import ArticleRecord
+from recall.index import normalise
+from recall.settings import Settings
+from recall.synthetic import TOPICS, generate
+
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate(articles=400, users=60, days=4, seed=17)
+
+
+@pytest.fixture(scope="module")
+def corpus(world) -> TrainingCorpus:
+    clicks: dict[str, list[str]] = defaultdict(list)
+    for event in world.events:
+        if event.kind == "click":
+            clicks[event.user_id].append(event.article_id)
+    return TrainingCorpus(articles={a.id: a for a in world.articles}, click_sequences=dict(clicks))
+
+
+@pytest.fixture(scope="module")
+def encoder(corpus) -> Tag2VecEncoder:
+    return Tag2VecEncoder(dim=DIM, epochs=10).fit(corpus)
+
+
+def topic_margin(vectors: np.ndarray, topics: np.ndarray) -> tuple[float, float]:
+    """(mean cosine of same-topic pairs, mean cosine of cross-topic pairs)."""
+    cos = vectors @ vectors.T
+    same = topics[:, None] == topics[None, :]
+    np.fill_diagonal(same, False)
+    cross = topics[:, None] != topics[None, :]
+    return float(cos[same].mean()), float(cos[cross].mean())
+
+
+def test_it_follows_the_encoder_protocol(encoder, world):
+    assert isinstance(encoder, Encoder)
+    vectors = encoder.encode(world.articles[:50])
+    assert vectors.shape == (50, DIM) == (50, encoder.dim) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert encoder.encode([]).shape == (0, DIM)
+    assert encoder.version != "untrained" and len(encoder.version) == 16
+
+
+def test_save_then_load_gives_identical_vectors(encoder, world, tmp_path):
+    encoder.save(tmp_path / "tag2vec")
+    loaded = load_encoder("tag2vec", tmp_path / "tag2vec")
+    assert isinstance(loaded, Tag2VecEncoder)
+    assert loaded.version == encoder.version and loaded.params() == encoder.params()
+    np.testing.assert_array_equal(loaded.encode(world.articles), encoder.encode(world.articles))
+    unseen = [ArticleRecord(id="n", tags=(("Brand New Tag", 1.0),))]
+    np.testing.assert_array_equal(loaded.encode(unseen), encoder.encode(unseen))
+
+
+def test_a_batch_equals_one_by_one(encoder, world):
+    articles = world.articles[:40] + [ArticleRecord(id="empty")]
+    batch = encoder.encode(articles)
+    single = np.concatenate([encoder.encode([a]) for a in articles])
+    np.testing.assert_allclose(batch, single, atol=1e-6)
+
+
+def test_an_article_without_tags_gives_a_zero_row(encoder, world):
+    no_tags = [ArticleRecord(id="none"), ArticleRecord(id="blank", tags=(("  ", 0.9), ("", 0.5)))]
+    vectors = encoder.encode([world.articles[0], *no_tags])
+    assert np.linalg.norm(vectors[0]) > 0.99
+    assert not vectors[1:].any()
+
+
+def test_only_the_top_three_tags_count_in_weight_order():
+    article = ArticleRecord(id="x", tags=(("d", 0.1), ("New York City", 0.9), ("b", 0.5), ("c", 0.3)))
+    assert top_tags(article) == ["new_york_city", "b", "c"]
+    assert tag_token("  Grand   Slam ") == "grand_slam"
+
+
+def random_tag_vectors(articles: list[ArticleRecord], dim: int, seed: int) -> np.ndarray:
+    """The untrained baseline: every tag a random vector, an article the sum of its top three."""
+    rng = np.random.default_rng(seed)
+    table: dict[str, np.ndarray] = {}
+    out = np.zeros((len(articles), dim), np.float32)
+    for row, article in enumerate(articles):
+        for tag in top_tags(article):
+            if tag not in table:
+                table[tag] = rng.normal(size=dim)
+            out[row] += table[tag]
+    return normalise(out)
+
+
+def test_training_learns_the_planted_topics(encoder, world):
+    topics = np.array([world.article_topic[a.id] for a in world.articles])
+    same, cross = topic_margin(encoder.encode(world.articles), topics)
+    base_same, base_cross = topic_margin(random_tag_vectors(world.articles, DIM, seed=0), topics)
+    # Articles of one topic share tags, so even random tag vectors put them a little closer...
+    assert base_same - base_cross > 0.05
+    # ...but training pulls a topic together and pushes topics apart by far more.
+    assert same - cross > 0.4
+    assert same - cross > (base_same - base_cross) + 0.2
+    # No collapse onto one direction: unrelated topics are not near-parallel.
+    assert cross < 0.6
+
+    # Nearest neighbours are almost always of the same topic (the base rate is about 1 in 16).
+    vectors = encoder.encode(world.articles)
+    cos = vectors @ vectors.T
+    np.fill_diagonal(cos, -2)
+    nearest = np.argsort(-cos, axis=1)[:, :10]
+    purity = float((topics[nearest] == topics[:, None]).mean())
+    base_rate = float(np.mean([(topics == t).mean() for t in topics]))
+    assert purity > 0.9 and purity > 5 * base_rate
+
+
+def test_an_unseen_tag_still_gets_a_subword_vector_near_its_topic(encoder, world):
+    assert not encoder.knows("football_bicycle_kick") and encoder.knows("football_goal")
+    unseen = encoder.encode([ArticleRecord(id="new", tags=(("football_bicycle_kick", 1.0),))])[0]
+    assert np.linalg.norm(unseen) > 0.99
+    vectors = encoder.encode(world.articles)
+    topics = np.array([world.article_topic[a.id] for a in world.articles])
+    centroid_cos = {t: float(unseen @ normalise(vectors[topics == t].mean(axis=0, keepdims=True))[0])
+                    for t in np.unique(topics)}
+    others = [c for t, c in centroid_cos.items() if t != "football"]
+    assert centroid_cos["football"] > max(others)
+
+
+def dirty_the_heap(nbytes: int) -> None:
+    """Leave large freed blocks full of 0x7f bytes (3.4e38 as float32) in the C heap."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(nbytes) for _ in range(4)]
+    for block in blocks:
+        ctypes.memset(block, 0x7F, nbytes)
+    for block in blocks:
+        libc.free(block)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the heap reuse is glibc's")
+def test_training_never_starts_from_leftover_memory(corpus):
+    for dim in (8, 16):
+        dirty_the_heap((100_000 + 1000) * dim * 4)  # about the size of fastText's input matrix
+        encoder = Tag2VecEncoder(dim=dim, epochs=2).fit(corpus)
+        weights = encoder.model_.get_input_matrix()
+        assert np.isfinite(weights).all() and np.abs(weights).max() < 100
+
+
+def test_a_corpus_without_tags_cannot_be_trained():
+    corpus = TrainingCorpus(articles={"a": ArticleRecord(id="a"), "b": ArticleRecord(id="b", tags=(("x", 1.0),))},
+                            click_sequences={"u": ["a", "missing"]})
+    # A lone tag is no sentence, and the only reader clicked untagged (or unknown) articles.
+    with pytest.raises(ValueError, match="no training sentences"):
+        Tag2VecEncoder(dim=8, epochs=1).fit(corpus)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Tag2VecEncoder(dim=8).encode([ArticleRecord(id="b", tags=(("x", 1.0),))])
+
+
+def test_the_version_follows_the_training_data():
+    def tagged(n: int, *tags: str) -> ArticleRecord:
+        return ArticleRecord(id=f"a{n}", tags=tuple((t, 1.0 - i / 10) for i, t in enumerate(tags)))
+
+    articles = {a.id: a for a in [tagged(0, "x", "y"), tagged(1, "y", "z"), tagged(2, "z", "w")]}
+    first = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus(articles, {"u": ["a0", "a1"]}))
+    again = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus(articles, {"u": ["a0", "a1"]}))
+    other = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus(articles, {"u": ["a1", "a2"]}))
+    wider = Tag2VecEncoder(dim=16, epochs=1).fit(TrainingCorpus(articles, {"u": ["a0", "a1"]}))
+    assert first.version == again.version
+    assert len({first.version, other.version, wider.version}) == 3
+
+
+def test_the_registry_builds_it_from_settings():
+    settings = Settings(_env_file=None, tag2vec_dim=24, tag2vec_epochs=3, threads=1, seed=5)
+    encoder = build_encoder("tag2vec", settings)
+    assert isinstance(encoder, Tag2VecEncoder)
+    assert (encoder.dim, encoder.epochs, encoder.threads, encoder.seed) == (24, 3, 1, 5)
+
+
+def test_the_synthetic_topics_cover_many_categories():
+    # The planted-structure checks above are only meaningful with many topics to confuse.
+    assert sum(len(t) for t in TOPICS.values()) >= 10
