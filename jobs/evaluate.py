@@ -63,6 +63,8 @@ class EvalReport:
     clicks_on_new_articles: int = 0  # articles no event before T referenced
     hits: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     list_sizes: dict[str, int] = field(default_factory=Counter)
+    # Clicks within the largest K that this served route alone found: what it adds to the others.
+    only_here: Counter = field(default_factory=Counter)
     build: dict[str, Any] = field(default_factory=dict)
 
     def recall(self, system: str, k: int) -> float:
@@ -78,6 +80,7 @@ class EvalReport:
                 self.clicks_on_new_articles / self.clicks if self.clicks else 0.0),
             "recall": {s: {str(k): round(self.recall(s, k), 4) for k in self.ks} for s in self.hits},
             "mean_list_size": {s: round(self.list_sizes[s] / max(self.impressions, 1), 1) for s in self.hits},
+            "clicks_found_only_by_route": dict(self.only_here),
             "build": self.build,
         }
 
@@ -89,9 +92,11 @@ class EvalReport:
         for k in self.ks:
             table.add_column(f"R@{k}", justify="right")
         table.add_column("mean size", justify="right")
+        table.add_column(f"only it @{self.ks[-1]}", justify="right")
         for system in self.hits:
             table.add_row(system, *(f"{self.recall(system, k):.3f}" for k in self.ks),
-                          f"{self.list_sizes[system] / max(self.impressions, 1):.0f}")
+                          f"{self.list_sizes[system] / max(self.impressions, 1):.0f}",
+                          str(self.only_here[system]) if system in self.only_here else "")
         return table
 
 
@@ -132,18 +137,17 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
         new_articles = {a.id: a for a in sqlstore.iter_articles(session)
                         if a.published_at is not None and a.published_at >= split}
 
-    configs = {name: service.configs[name] for name in service.routes if service.configs[name].enabled}
-    systems: dict[str, tuple[dict, dict[str, RouteConfig]]] = {
-        FUSED: ({n: service.routes[n] for n in configs}, configs)}
-    for name in configs:
-        systems[name] = ({name: service.routes[name]}, {name: RouteConfig(name, quota=max_k)})
-    baselines = {
-        "baseline:popular": StaticListRoute("baseline:popular", sorted(
-            ((i, float(c)) for i, (c, _) in popular.items() if c), key=lambda x: -x[1])),
-        f"baseline:hot{hot_hours:g}h": HotRoute(f"baseline:hot{hot_hours:g}h", window_hours=hot_hours),
-    }
-    for name, route in baselines.items():
-        systems[name] = ({name: route}, {name: RouteConfig(name, quota=max_k)})
+    # Every route (and baseline) runs once per impression with the largest K as its quota; the
+    # fused list is the served configuration's merge of the same candidates (the merger applies
+    # the served quotas), so "route alone" and "fused" see exactly the same retrievals.
+    served = [name for name in service.routes if service.configs[name].enabled]
+    routes = {name: service.routes[name] for name in served}
+    routes["baseline:popular"] = StaticListRoute("baseline:popular", sorted(
+        ((i, float(c)) for i, (c, _) in popular.items() if c), key=lambda x: -x[1]))
+    routes[f"baseline:hot{hot_hours:g}h"] = HotRoute(f"baseline:hot{hot_hours:g}h", window_hours=hot_hours)
+    retrieval = {name: RouteConfig(name, quota=max_k) for name in routes}
+    for system in [FUSED, *routes]:
+        report.hits[system] = Counter()
 
     steps = timeline(events, new_articles)
     with progress(console) as bar:
@@ -159,12 +163,20 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
                 report.clicks += len(clicked)
                 report.clicks_on_new_articles += len(clicked & new_articles.keys())
                 user = payload[0].user_id
-                for system, (routes, cfgs) in systems.items():
-                    found = service.run_pipeline(user, routes, cfgs, max_k, now=ts).candidates
+                retrieved = service.retrieve(user, routes, retrieval, now=ts)
+                fused, _ = service.merger.merge({r: retrieved.per_route[r] for r in served},
+                                                service.configs, max_k)
+                lists = {FUSED: fused, **retrieved.per_route}
+                found_by: dict[str, list[str]] = defaultdict(list)
+                for system, found in lists.items():
                     report.list_sizes[system] += len(found)
                     rank = {c.item_id: r for r, c in enumerate(found)}
                     for k in ks:
                         report.hits[system][k] += sum(1 for a in clicked if rank.get(a, max_k) < k)
+                    if system in served:
+                        for a in clicked & rank.keys():
+                            found_by[a].append(system)
+                report.only_here.update(systems[0] for systems in found_by.values() if len(systems) == 1)
             online.record_events(payload)
     return report
 

@@ -10,9 +10,11 @@ except for hot counters, whose buckets it rebuilds from scratch).
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -26,7 +28,8 @@ from rich.progress import (
 from sqlalchemy import Engine
 
 from encoders.base import TrainingCorpus
-from encoders.registry import ENCODERS, build_encoder
+from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
+from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
 from jobs.runs import JobRecorder, utcnow
 from recall import sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
@@ -83,6 +86,17 @@ def embed(encoder, articles: list[ArticleRecord], bar: Progress) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
 
 
+def encode_users(encoder, corpus: TrainingCorpus) -> np.ndarray:
+    """User vectors from each user's clicked articles (id-only records where undescribed)."""
+    histories = [[corpus.articles.get(aid) or ArticleRecord(id=aid, id_only=True) for aid in clicks]
+                 for clicks in corpus.click_sequences.values()]
+    return encoder.encode_users(histories)
+
+
+def read_manifest(build_dir: Path) -> dict:
+    return json.loads((build_dir / "manifest.json").read_text())
+
+
 def build_catalog(corpus: TrainingCorpus) -> ItemCatalog:
     return ItemCatalog({aid: ItemMeta.of(a) for aid, a in corpus.articles.items()})
 
@@ -104,7 +118,7 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     horizon = max(settings.seen_ttl_seconds, settings.hot_window_hours * 3600 * 2)
     since = cutoff - timedelta(seconds=horizon)
     first, last = online.bucket(to_unix(since)), online.bucket(cutoff_ts)
-    online.r.delete(*[online.k("hot", kind, b) for kind in "ci" for b in range(first, last + 1)])
+    online.clear_hot_buckets(first, last)
     replayed = 0
     with sessions() as session:
         batch = []
@@ -135,17 +149,38 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
 
     staging = store.start(version)
     articles = list(corpus.articles.values())
-    manifest_routes, manifest_encoders = {}, {}
+    previous = store.active_dir()
+    previous_inputs = read_manifest(previous).get("training_inputs", {}) if previous else {}
+    corpus_digest = corpus_fingerprint(corpus)
+    cache = EmbeddingCache(settings.var_dir / "cache" / "embeddings")
+    manifest_routes, manifest_encoders, training_inputs = {}, {}, {}
+    user_vectors: dict[str, np.ndarray] = {}
+    wanted = None if settings.build_encoders == "all" else set(settings.build_encoders.split(","))
     with progress(console) as bar:
         for route, encoder_name in vector_routes().items():
+            if wanted is not None and encoder_name not in wanted:
+                continue
+            model_dir = staging / "models" / encoder_name
             with run.step(f"train:{encoder_name}") as m:
-                encoder = build_encoder(encoder_name, settings).fit(corpus)
-                encoder.save(staging / "models" / encoder_name)
+                try:
+                    encoder = build_encoder(encoder_name, settings)
+                except EncoderUnavailable as exc:
+                    m["skipped"] = str(exc)
+                    continue
+                key = training_key(encoder, corpus_digest)
+                if previous_inputs.get(encoder_name) == key and (previous / "models" / encoder_name).exists():
+                    shutil.copytree(previous / "models" / encoder_name, model_dir)
+                    encoder = load_encoder(encoder_name, model_dir)
+                    m["reused_from"] = previous.name
+                else:
+                    encoder.fit(corpus)
+                    encoder.save(model_dir)
                 m.update(version=encoder.version, dim=encoder.dim)
                 manifest_encoders[encoder_name] = encoder.version
+                training_inputs[encoder_name] = key
             with run.step(f"embed:{encoder_name}") as m:
-                vectors = embed(encoder, articles, bar)
-                m.update(items=len(articles))
+                vectors, from_cache = cache.embed(encoder, articles, lambda batch: embed(encoder, batch, bar))
+                m.update(items=len(articles), from_cache=from_cache, encoded=len(articles) - from_cache)
             with run.step(f"index:{route}") as m:
                 index = VectorIndex.build([a.id for a in articles], vectors, route=route,
                                           encoder=encoder_name, encoder_version=encoder.version,
@@ -154,6 +189,10 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
                 m.update(count=len(index), dim=index.dim)
                 manifest_routes[route] = index.manifest
                 counts[f"index:{route}"] = len(index)
+            if hasattr(encoder, "encode_users"):
+                with run.step(f"users:{encoder_name}") as m:
+                    user_vectors[encoder_name] = encode_users(encoder, corpus)
+                    m.update(items=len(corpus.click_sequences))
 
     with run.step("catalog") as m:
         catalog = build_catalog(corpus)
@@ -163,12 +202,15 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
     with run.step("publish") as m:
         manifest = {"version": version, "built_at": utcnow().isoformat(timespec="seconds"),
                     "cutoff": cutoff.isoformat(), "routes": manifest_routes,
-                    "encoders": manifest_encoders, "counts": counts}
+                    "encoders": manifest_encoders, "training_inputs": training_inputs,
+                    "counts": counts}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         store.publish(staging)
         m.update(version=version)
 
     with run.step("online") as m:
         m.update(refresh_online(online, sessions, corpus, cutoff, settings))
+        for kind, vectors in user_vectors.items():
+            m[f"user_vectors:{kind}"] = online.set_user_vectors(kind, zip(corpus.click_sequences, vectors))
     return NightlyResult(version, version, cutoff, counts)
 

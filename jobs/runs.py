@@ -42,6 +42,8 @@ class JobRecorder:
         status, error = "ok", None
         try:
             yield metrics
+            if "skipped" in metrics:  # the body said why it did nothing
+                status = "skipped"
         except BaseException as exc:
             status, error = "failed", "".join(traceback.format_exception(exc))[-4000:]
             raise

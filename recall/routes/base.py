@@ -51,6 +51,8 @@ class RouteSpec:
     default: RouteConfig
     # For i2i/u2i routes: the encoder whose vectors fill the route's index.
     encoder: str | None = None
+    # For u2i routes: the kind of user vector the request context must prefetch from Redis.
+    user_vector: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

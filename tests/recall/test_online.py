@@ -154,3 +154,32 @@ def test_redis_down_degrades_reads_and_counts_errors(down):
 def test_redis_down_makes_writes_raise(down):
     with pytest.raises(OnlineStoreError):
         down.record_events([event("u", "a", "click", T0)])
+
+
+def test_cached_windows_stay_equal_to_what_redis_counts(online, redis_client, settings):
+    online.window_stats(NOW, 24)  # cached for this minute; later writes are added to the cache
+    online.window_stats(NOW, 6)
+    edge = timedelta(seconds=settings.hot_bucket_seconds / 2)
+    online.record_events([
+        event("u1", "inside", "click", hours_ago(3)),
+        event("u1", "near_start", "click", T0 - timedelta(hours=24) + edge),
+        event("u1", "just_after_now", "impression", T0 + timedelta(seconds=90)),
+        event("u1", "older", "click", hours_ago(25)),
+        event("u1", "six_hours", "click", T0 - timedelta(hours=6) + edge),
+    ])
+    for hours in (24, 6):
+        cached = online.window_stats(NOW, hours)
+        recomputed = OnlineStore(redis_client, settings).window_stats(NOW, hours)
+        assert (cached.clicks, cached.impressions) == (recomputed.clicks, recomputed.impressions)
+    assert "inside" in online.window_stats(NOW, 24).clicks and "older" not in online.window_stats(NOW, 24).clicks
+
+
+def test_clearing_hot_buckets_also_forgets_cached_windows(online, redis_client, settings):
+    online.record_events([event("u1", "x", "click", hours_ago(1)), event("u2", "x", "click", hours_ago(2))])
+    assert online.window_stats(NOW, 24).clicks == {"x": 2}
+    online.clear_hot_buckets(online.bucket(NOW - 48 * 3600), online.bucket(NOW))
+    assert online.window_stats(NOW, 24).clicks == {}
+    # Replaying the same events (what the nightly refresh does) counts them once.
+    online.record_events([event("u1", "x", "click", hours_ago(1)), event("u2", "x", "click", hours_ago(2))])
+    assert online.window_stats(NOW, 24).clicks == {"x": 2}
+    assert OnlineStore(redis_client, settings).window_stats(NOW, 24).clicks == {"x": 2}

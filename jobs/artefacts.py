@@ -1,0 +1,72 @@
+"""What lets a nightly run skip work the previous run already did.
+
+* Training: an encoder's training inputs are the corpus and its hyper-parameters; when their
+  fingerprint equals the one the active build recorded, its trained model is copied, not retrained.
+* Embedding: vectors are cached by (encoder name, encoder version, article content hash), so a
+  run re-embeds only new or changed articles (and every article once the encoder's version moves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from encoders.base import TrainingCorpus
+from recall.domain import ArticleRecord
+from recall.sqlstore import content_hash
+
+
+def hyper_parameters(encoder) -> dict:
+    """scikit-learn's get_params by convention: public attributes not ending in "_"."""
+    return {k: v for k, v in sorted(vars(encoder).items())
+            if not k.startswith("_") and not k.endswith("_") and k != "version"
+            and isinstance(v, str | int | float | bool | type(None))}
+
+
+def corpus_fingerprint(corpus: TrainingCorpus) -> str:
+    digest = hashlib.sha256()
+    for aid in sorted(corpus.articles):
+        digest.update(f"{aid}\t{content_hash(corpus.articles[aid])}\n".encode())
+    for user in sorted(corpus.click_sequences):
+        digest.update(f"{user}\t{' '.join(corpus.click_sequences[user])}\n".encode())
+    return digest.hexdigest()
+
+
+def training_key(encoder, corpus_digest: str) -> str:
+    params = json.dumps({"encoder": type(encoder).__name__, **hyper_parameters(encoder)}, sort_keys=True)
+    return hashlib.sha256(f"{corpus_digest}\n{params}".encode()).hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """One file per encoder: ids, content hashes and vectors of its current version."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def embed(self, encoder, articles: Sequence[ArticleRecord],
+              encode: Callable[[list[ArticleRecord]], np.ndarray]) -> tuple[np.ndarray, int]:
+        """Vectors for ``articles`` (in order) and how many came from the cache."""
+        path = self.root / encoder.name / f"{encoder.version}.npz"
+        cached: dict[tuple[str, str], np.ndarray] = {}
+        if path.exists():
+            data = np.load(path)
+            cached = {(i, h): v for i, h, v in zip(data["ids"], data["hashes"], data["vectors"])}
+        hashes = [content_hash(a) for a in articles]
+        missing = [n for n, (a, h) in enumerate(zip(articles, hashes)) if (a.id, h) not in cached]
+        vectors = np.zeros((len(articles), encoder.dim), np.float32)
+        if missing:
+            vectors[missing] = encode([articles[n] for n in missing])
+        for n, (a, h) in enumerate(zip(articles, hashes)):
+            if (a.id, h) in cached:
+                vectors[n] = cached[(a.id, h)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob("*.npz"):  # only the current version is worth keeping
+            old.unlink()
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, ids=np.array([a.id for a in articles]), hashes=np.array(hashes), vectors=vectors)
+        tmp.replace(path)
+        return vectors, len(articles) - len(missing)
