@@ -53,6 +53,12 @@ class ClickSequenceEncoder(FastTextSequenceEncoder):
 
 class Item2VecEncoder(ClickSequenceEncoder):
     name = "item2vec"
+    # fastText's default subsampling (1e-4) drops most clicks of a small catalogue's popular
+    # articles: on a sparse synthetic world (400 articles, 80 readers) nearest neighbours share
+    # the topic 47% of the time at 3e-3 against 2% at 1e-4, while a dense planted world keeps its
+    # groups apart (same- minus cross-group cosine 0.54; 1e-2 shrinks it to 0.20). media2vec, a
+    # handful of very frequent tokens, keeps the default.
+    sample = 3e-3
 
     def token(self, article: ArticleRecord) -> str | None:
         return f"i:{article.id}" if article.id else None

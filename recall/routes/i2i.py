@@ -13,8 +13,11 @@ from recall.routes.base import RouteConfig
 class EmbeddingI2IRoute:
     """Seeds are the user's most recent clicks that have a vector in this route's index.
 
-    Every seed asks the index for neighbours; neighbours under the cosine floor are dropped; an
-    item reached from several seeds keeps its best similarity and that seed.
+    Every seed asks the index for neighbours; neighbours under the cosine floor are dropped. An
+    item near several seeds scores the sum of its similarities to them, so what many recent
+    clicks agree on outranks the neighbours of one stray click (which tie at the top otherwise:
+    near-duplicates sit at cosine ~1 in every space). The candidate's seed and raw similarity
+    are those of its closest seed.
     """
 
     name: str
@@ -45,15 +48,19 @@ class EmbeddingI2IRoute:
         vectors = [self.index.vector(s) for s in seeds]
         # Ask for extra neighbours: the seeds themselves and already-read items come back too.
         hits = self.index.search(vectors, n + len(seeds))
-        best: dict[str, Candidate] = {}
+        total: dict[str, float] = {}
+        closest: dict[str, tuple[float, str]] = {}
         for seed, neighbours in zip(seeds, hits):
             for item_id, sim in neighbours:
                 if sim < self.cosine_floor:
                     break  # hits are sorted: the rest are lower still
-                if item_id == seed or (item_id in best and best[item_id].raw_similarity >= sim):
+                if item_id == seed:
                     continue
-                best[item_id] = Candidate(item_id, sim, self.name, seed, sim)
-        return sorted(best.values(), key=lambda c: -c.score)[:n]
+                total[item_id] = total.get(item_id, 0.0) + sim
+                if sim > closest.get(item_id, (-2.0, ""))[0]:
+                    closest[item_id] = (sim, seed)
+        ranked = sorted(total.items(), key=lambda kv: -kv[1])[:n]
+        return [Candidate(i, score, self.name, closest[i][1], closest[i][0]) for i, score in ranked]
 
     def similar(self, item_id: str, n: int) -> list[Candidate]:
         """Neighbours of one article (the /similar endpoint and the article inspector)."""

@@ -26,6 +26,7 @@ from jobs.ingest.synthetic import ingest_synthetic
 from jobs.nightly import NightlyResult, run_nightly
 from recall.db import make_engine, upgrade
 from recall.online import OnlineStore
+from recall.routes import ROUTES
 from recall.settings import Settings
 from recall.synthetic import SyntheticWorld, generate
 
@@ -71,6 +72,7 @@ def built(tmp_path_factory) -> Iterator[BuiltWorld]:
         default_n=40,
         max_n=60,
         similar_max_n=15,
+        build_encoders="tag2vec",  # the API is the same for every vector route; one keeps it fast
     )
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
@@ -81,6 +83,13 @@ def built(tmp_path_factory) -> Iterator[BuiltWorld]:
     online.flush_namespace()
     client.close()
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def served(built: BuiltWorld) -> set[str]:
+    """Fallback routes, and every vector route whose index the build filled."""
+    return {name for name, spec in ROUTES.items()
+            if spec.encoder is None or built.build.counts.get(f"index:{name}", 0) > 0}
 
 
 @pytest.fixture(scope="session")

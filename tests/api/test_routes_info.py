@@ -10,14 +10,14 @@ def routes_by_name(client) -> tuple[str | None, dict[str, dict]]:
     return body["version"], {route["name"]: route for route in body["routes"]}
 
 
-def test_lists_every_route_with_config_and_the_vector_index(client, built):
+def test_lists_every_route_with_config_and_the_vector_index(client, built, served):
     version, routes = routes_by_name(client)
     assert version == built.build.version
     assert list(routes) == list(ROUTES)
     for name, spec in ROUTES.items():
         route = routes[name]
         assert (route["kind"], route["description"]) == (spec.kind, spec.description)
-        assert route["available"] is True
+        assert route["available"] is (name in served)
         assert {key: route[key] for key in ("enabled", "weight", "quota", "params")} == spec.default.as_dict()
 
     index = routes["tag2vec"]["index"]

@@ -16,8 +16,8 @@ from recall.db import make_sessionmaker
 from recall.domain import to_unix
 from recall.models import JobRun
 from recall.routes import ROUTES
-from recall.serving import ServingState
 from recall.service import RecallService
+from recall.serving import ServingState
 from recall.synthetic import generate
 
 

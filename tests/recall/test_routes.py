@@ -55,13 +55,21 @@ class Build:
         return spec.factory(self.state, config)
 
 
-def with_images(world: SyntheticWorld) -> SyntheticWorld:
-    """Give the first articles the shared test images (each image twice), so img2vec has work."""
+def with_media(world: SyntheticWorld, entity_file: Path) -> SyntheticWorld:
+    """Give every article its topic's entity (random 100-d vectors written to ``entity_file`` in
+    MIND's format) and the first articles the shared test images (each twice), so entity2vec and
+    img2vec have inputs."""
+    topics = sorted(set(world.article_topic.values()))
+    rng = np.random.default_rng(0)
+    entity_file.write_text("".join(f"Q{t}\t" + "\t".join(f"{x:.5f}" for x in rng.normal(size=100)) + "\n"
+                                   for t in range(len(topics))))
     images = sorted((SHARED_DATA / "images").glob("*")) if (SHARED_DATA / "images").is_dir() else []
-    if not images:
-        return world
-    articles = [replace(a, image_ref=str(images[n % len(images)])) if n < 2 * len(images) else a
-                for n, a in enumerate(world.articles)]
+    articles = []
+    for n, article in enumerate(world.articles):
+        topic = topics.index(world.article_topic[article.id])
+        entity = {"label": topics[topic], "type": "O", "wikidata_id": f"Q{topic}", "confidence": 1.0}
+        image = str(images[n % len(images)]) if n < 2 * len(images) else None
+        articles.append(replace(article, entities=(entity,), image_ref=image))
     return replace(world, articles=articles)
 
 
@@ -72,8 +80,10 @@ def build(tmp_path_factory) -> Build:
     tmp = tmp_path_factory.mktemp("routes")
     settings = Settings(_env_file=None, var_dir=tmp / "var", database_url=f"sqlite:///{tmp / 'recall.db'}",
                         redis_url=REDIS_URL, redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
-                        build_encoders="all", doc_max_length=32, title2vec_epochs=1, dssm_epochs=2)
-    world = with_images(generate(articles=160, users=60, days=DAYS, seed=21, start=START))
+                        build_encoders="all", doc_max_length=32, title2vec_epochs=1, dssm_epochs=2,
+                        entity_embeddings_path=str(tmp / "entity_embedding.vec"))
+    world = with_media(generate(articles=160, users=60, days=DAYS, seed=21, start=START),
+                       tmp / "entity_embedding.vec")
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     ingest_synthetic(engine, world, Console(quiet=True))

@@ -8,8 +8,14 @@ from sqlalchemy import delete, func, select
 
 from recall.domain import ArticleRecord, EventRecord
 from recall.models import Article, Event, User
-from recall.sqlstore import (article_click_counts, click_sequences, insert_events, iter_articles, iter_events,
-                             upsert_articles)
+from recall.sqlstore import (
+    article_click_counts,
+    click_sequences,
+    insert_events,
+    iter_articles,
+    iter_events,
+    upsert_articles,
+)
 
 T0 = datetime(2026, 11, 20, 12, 0, 0)
 
