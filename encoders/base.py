@@ -18,6 +18,10 @@ import numpy as np
 from recall.domain import ArticleRecord
 
 
+class NothingToLearn(ValueError):
+    """The corpus holds nothing this encoder can train on (no tags, no clicks, no media...)."""
+
+
 @dataclass(slots=True)
 class TrainingCorpus:
     """What the nightly job hands every trainable encoder.

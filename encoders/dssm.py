@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import TrainingCorpus
+from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.tag2vec import top_tags
 from encoders.title2vec import torch_threads
 from recall.domain import ArticleRecord
@@ -183,7 +183,7 @@ class DSSMEncoder:
                      for user in sorted(corpus.click_sequences)]
         histories, positives = self._samples(sequences)
         if not len(positives):
-            raise ValueError(f"{self.name}: no user has two clicked articles with known features")
+            raise NothingToLearn(f"{self.name}: no user has two clicked articles with known features")
 
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)

@@ -22,7 +22,7 @@ from typing import Self
 import fasttext
 import numpy as np
 
-from encoders.base import TrainingCorpus
+from encoders.base import NothingToLearn, TrainingCorpus
 from recall.domain import ArticleRecord
 from recall.index import normalise
 
@@ -103,7 +103,7 @@ class FastTextSequenceEncoder:
                         digest.update(line.encode())
                         counts.update(sentence)
             if not counts:
-                raise ValueError(f"{self.name}: no training sentences in the corpus")
+                raise NothingToLearn(f"{self.name}: no training sentences in the corpus")
             # fastText adds every word of this file to its vocabulary, so only those it would keep.
             words = ["</s>", *sorted(w for w, c in counts.items() if c >= self.min_count)]
             self._write_initial_vectors(init_path, words)

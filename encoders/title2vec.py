@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from encoders.base import TrainingCorpus
+from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.text import PAD_ID, UNK_ID, Vocabulary, tokenize
 from recall.domain import ArticleRecord
 
@@ -183,7 +183,7 @@ class TitleLSTMEncoder:
         use_clicks = len(data.pairs) >= self.min_pairs
         use_categories = len(data.categories) > 1 and (self.category_weight > 0 or not use_clicks)
         if not (use_clicks or use_categories):
-            raise ValueError(f"{self.name}: {len(data.pairs)} click pairs (needs {self.min_pairs}) "
+            raise NothingToLearn(f"{self.name}: {len(data.pairs)} click pairs (needs {self.min_pairs}) "
                              f"and {len(data.categories)} categories: nothing to learn from")
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from sqlalchemy import Engine
 
-from encoders.base import TrainingCorpus
+from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
 from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
 from jobs.runs import JobRecorder, utcnow
@@ -137,7 +137,7 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
     cutoff = cutoff or utcnow()
     sessions = make_sessionmaker(engine)
     store = BuildStore(settings.builds_dir)
-    version = f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    version = f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:4]}"  # sorts by time: pruning relies on it
     run = JobRecorder(sessions, "nightly", run_id=version, version=version)
     counts: dict[str, int] = {}
 
@@ -173,7 +173,15 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
                     encoder = load_encoder(encoder_name, model_dir)
                     m["reused_from"] = previous.name
                 else:
-                    encoder.fit(corpus)
+                    try:
+                        encoder.fit(corpus)
+                    except NothingToLearn as exc:
+                        # A source without media, say: skip the route, unless it is serving now,
+                        # for then this build would silently lose it (the run fails instead).
+                        if previous_inputs.get(encoder_name):
+                            raise
+                        m["skipped"] = str(exc)
+                        continue
                     encoder.save(model_dir)
                 m.update(version=encoder.version, dim=encoder.dim)
                 manifest_encoders[encoder_name] = encoder.version

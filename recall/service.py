@@ -65,7 +65,7 @@ class RecallService:
         self.reweighter = Reweighter.from_settings(state.settings)
         self.merger = merger or WeightedRankMerger()
         self._state = state
-        self._configs = configs or default_configs()
+        self._configs = {**default_configs(), **(configs or {})}
         self._routes = self._build_routes()
 
     # ---- swapping in a new build or new configs (atomic attribute assignment) -----------
@@ -82,7 +82,7 @@ class RecallService:
         self._routes = self._build_routes()
 
     def set_configs(self, configs: dict[str, RouteConfig]) -> None:
-        self._configs = configs
+        self._configs = {**default_configs(), **configs}
         self._routes = self._build_routes()
 
     def _build_routes(self) -> dict[str, Route]:

@@ -49,7 +49,6 @@ class Settings(BaseSettings):
     default_n: int = Field(500, ge=1)
     max_n: int = Field(1000, ge=1)
     similar_max_n: int = Field(200, ge=1)
-    route_budget_ms: float = Field(200.0, gt=0)
     seed_count: int = Field(10, ge=1)
     default_cosine_floor: float = Field(0.6, ge=-1.0, le=1.0)
     # Reweighting of similarity scores (see recall/reweight.py for the formula).

@@ -79,3 +79,20 @@ def test_every_encoder_builds_its_route(settings, sqlite_engine, online, world_w
         if spec.encoder:
             assert rows[f"train:{spec.encoder}"].metrics.get("reused_from") == first.version
             assert rows[f"embed:{spec.encoder}"].metrics["encoded"] == 0
+
+
+def test_an_encoder_with_nothing_to_learn_is_skipped_until_it_serves(settings, sqlite_engine, online):
+    """A source without media (MIND) builds every other route; a route already serving fails
+    the run instead of vanishing from the next build."""
+    world = generate(articles=150, users=40, days=3, seed=4)
+    world.articles = [replace(a, media_id=None) for a in world.articles]
+    ingest_synthetic(sqlite_engine, world)
+    both = settings.model_copy(update={"build_encoders": "tag2vec,media2vec"})
+    result = run_nightly(both, sqlite_engine, online, cutoff=world.events[-1].ts)
+
+    with make_sessionmaker(sqlite_engine)() as session:
+        rows = {r.step: r for r in session.scalars(select(JobRun).where(JobRun.run_id == result.run_id))}
+    assert rows["train:media2vec"].status == "skipped"
+    assert "no training sentences" in rows["train:media2vec"].metrics["skipped"]
+    assert "index:media2vec" not in rows and result.counts["index:tag2vec"] > 0
+    assert set(ServingState.load(both).indexes) == {"tag2vec"}
