@@ -164,7 +164,7 @@ def test_a_failed_run_leaves_the_previous_build_serving(settings, db, online, wo
     assert store.active_version() == good.version and store.versions() == [good.version]
     failed_run = [r for r in job_rows(db) if r.run_id != good.run_id]
     assert [(r.step, r.status) for r in failed_run] == [("load", "ok"), ("train:tag2vec", "failed")]
-    assert "ValueError" in failed_run[-1].error and "no training sentences" in failed_run[-1].error
+    assert "NothingToLearn" in failed_run[-1].error and "no training sentences" in failed_run[-1].error
     assert failed_run[-1].finished_at is not None
 
     state = ServingState.load(settings)
