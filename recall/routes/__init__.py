@@ -21,19 +21,22 @@ def i2i(name: str, *, floor: float = 0.6, weight: float = 1.0, quota: int = 200,
                      encoder=name, description=description)
 
 
+# Default weights: real-time hot is the strongest single signal on real news (MIND) and the
+# content routes of richer text carry the personal part; secondary spaces weigh half. With many
+# routes fused by rank, equal weights let weak routes crowd hot out of the top (see README).
 ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     i2i("tag2vec", description="neighbours of recent clicks by their top-3 tag vectors (fastText)"),
-    i2i("title2vec", description="neighbours by title, a bidirectional LSTM trained on co-clicks"),
+    i2i("title2vec", weight=0.5, description="neighbours by title, a bidirectional LSTM trained on co-clicks"),
     i2i("doc2vec", floor=0.5, description="neighbours by title + abstract, a frozen BERT (MiniLM)"),
-    i2i("img2vec", description="neighbours by image, pooled ResNet features"),
-    i2i("item2vec", floor=0.5, description="articles clicked by the same readers (fastText on click sequences)"),
-    i2i("media2vec", floor=0.8, weight=0.5, description="articles of media read by the same readers"),
-    i2i("entity2vec", description="neighbours by knowledge-graph entity vectors"),
+    i2i("img2vec", weight=0.5, description="neighbours by image, pooled ResNet features"),
+    i2i("item2vec", floor=0.5, weight=0.5, description="articles clicked by the same readers (fastText on click sequences)"),
+    i2i("media2vec", floor=0.8, weight=0.3, description="articles of media read by the same readers"),
+    i2i("entity2vec", weight=0.5, description="neighbours by knowledge-graph entity vectors"),
     RouteSpec("dssm", "u2i", UserVectorRoute.factory, RouteConfig("dssm", True, 1.0, 200, {}),
               encoder="dssm", user_vector="dssm",
               description="two-tower DSSM: the user tower's vector against the item tower's index"),
     RouteSpec("hot", "fallback", HotRoute.factory,
-              RouteConfig("hot", True, 1.0, 300, {"window_hours": 6.0, "ctr_power": 0.0}),
+              RouteConfig("hot", True, 2.0, 300, {"window_hours": 6.0, "ctr_power": 0.0}),
               description="most clicked articles over a recent window"),
     RouteSpec("fresh", "fallback", FreshRoute.factory, RouteConfig("fresh", True, 0.3, 100, {}),
               description="the newest active articles"),
