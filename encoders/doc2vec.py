@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from encoders.base import TrainingCorpus
-from encoders.title2vec import torch_threads
+from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 from recall.index import normalise
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.tag2vec import top_tags
-from encoders.title2vec import torch_threads
+from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 
 TOP_TAGS = 5

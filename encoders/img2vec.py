@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from encoders.doc2vec import FrozenModelEncoder, model_folder_identity
-from encoders.title2vec import torch_threads
+from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 from recall.index import normalise
 

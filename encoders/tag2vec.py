@@ -9,8 +9,6 @@ the fast path for new articles relies on.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import tempfile
@@ -39,20 +37,11 @@ def top_tags(article: ArticleRecord, k: int = TOP_TAGS) -> list[str]:
     return [tag_token(t) for t, _ in ranked[:k] if t and t.strip()]
 
 
-def _large_allocations_come_zeroed() -> None:
-    """Make glibc hand out large blocks as fresh (zeroed) pages, so fastText's input matrix is.
-
-    fastText initialises only ``threads``/10 of its input matrix; the subword buckets in the
-    rest keep whatever the allocator returns. glibc returns fresh zeroed pages for large blocks
-    until a large block is freed, after which its dynamic threshold serves them from reused heap
-    memory: a second fit in one process then trains on garbage (1e38 values, "Encountered NaN").
-    Pinning the threshold to its default (128 KiB) keeps fresh pages coming. No-op off glibc.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError, TypeError):
-        pass
+# fastText initialises its input matrix in 10 blocks, one per training thread, and never the
+# blocks beyond its thread count (DenseMatrix::uniform): with 2 threads 80% of the rows (the
+# subword buckets; words get start vectors below) keep whatever memory held: NaN, 1e38. Ten
+# threads fill every block; on small corpora the extra threads cost nothing measurable.
+INIT_THREADS = 10
 
 
 class FastTextSequenceEncoder:
@@ -106,11 +95,16 @@ class FastTextSequenceEncoder:
                 raise NothingToLearn(f"{self.name}: no training sentences in the corpus")
             # fastText adds every word of this file to its vocabulary, so only those it would keep.
             words = ["</s>", *sorted(w for w, c in counts.items() if c >= self.min_count)]
+            # fastText's init blocks are floor(rows * dim / 10) values long: the remainder at the
+            # end is never initialised unless rows * dim divides by 10. Never-seen padding words
+            # make it so.
+            buckets = self.buckets if self.subwords else 0
+            while ((len(words) + buckets) * self.dim_) % 10:
+                words.append(f"</pad{len(words)}>")
             self._write_initial_vectors(init_path, words)
-            _large_allocations_come_zeroed()
             self.model_ = fasttext.train_unsupervised(
                 str(sentences_path), model="skipgram", dim=self.dim_, epoch=self.epochs, ws=self.window,
-                minCount=self.min_count, t=self.sample, thread=self.threads,
+                minCount=self.min_count, t=self.sample, thread=max(self.threads, INIT_THREADS),
                 bucket=self.buckets if self.subwords else 0,
                 minn=3 if self.subwords else 0, maxn=6 if self.subwords else 0,
                 pretrainedVectors=str(init_path), verbose=0,
@@ -124,8 +118,7 @@ class FastTextSequenceEncoder:
         fastText 0.9.x fills only ``threads``/10 of its input matrix at random and leaves the rest
         as whatever memory held, which is NaN or 1e25 on small vocabularies
         (facebookresearch/fastText#1061); its Python API also takes no seed. Giving every word
-        its start vector fixes both (the subword buckets are zeros: see
-        ``_large_allocations_come_zeroed``).
+        its start vector fixes both (the subword buckets: see ``INIT_THREADS``).
         """
         rng = np.random.default_rng(self.seed)
         vectors = rng.uniform(-1.0 / self.dim_, 1.0 / self.dim_, size=(len(words), self.dim_))

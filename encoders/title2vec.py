@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -36,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.text import PAD_ID, UNK_ID, Vocabulary, tokenize
+from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 
 ENCODE_BATCH = 256
@@ -78,16 +78,6 @@ def info_nce(anchors: torch.Tensor, positives: torch.Tensor, anchor_ids: torch.T
     same_article.fill_diagonal_(False)
     logits = logits.masked_fill(same_article, float("-inf"))
     return F.cross_entropy(logits, torch.arange(len(anchors)))
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def has_words(ids: list[int]) -> bool:
