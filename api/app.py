@@ -11,7 +11,8 @@ from importlib.metadata import version
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from api import reload
+from api import admin, reload
+from api.metrics import Metrics, MetricsMiddleware
 from api.requestlog import RequestLogMiddleware
 from api.routes import router
 from recall.db import make_engine, make_sessionmaker, upgrade
@@ -37,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     app.state.engine, app.state.sessions = engine, sessions
     app.state.online, app.state.service = online, service
+    app.state.metrics.track(service)
     watcher = asyncio.create_task(reload.watch(service, sessions))
     try:
         yield
@@ -56,7 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="newsrecall", version=version("newsrecall"), lifespan=lifespan,
                   summary="Multi-route candidate recall for news feeds")
     app.state.settings = settings or Settings()
+    app.state.metrics = Metrics()
     app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(UnknownRouteError, unknown_route)
     app.include_router(router)
+    admin.install(app, app.state.settings)
     return app

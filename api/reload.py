@@ -1,8 +1,9 @@
 """Hot reload: a serving process picks up newly published builds and edited route configs.
 
-The nightly job flips ``builds/ACTIVE``; editors write ``route_configs`` in SQL. Every
-``reload_interval_seconds`` the watcher compares both with what the service holds and swaps in
-what changed, so neither needs a restart. Loading happens in a worker thread: a build's indexes
+The nightly job flips ``builds/ACTIVE``; editors write ``route_configs`` in SQL; another worker
+stores a posted article. Every ``reload_interval_seconds`` the watcher compares these with what
+the service holds and takes in what changed (a new build, new configs, articles SQL has that
+the live indexes lack), so none of them needs a restart. Loading happens in a worker thread: a build's indexes
 take a while to read and requests keep being served from the old one meanwhile.
 """
 
@@ -13,6 +14,7 @@ import logging
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from recall.fastpath import catch_up
 from recall.index import BuildStore
 from recall.routeconfig import load_route_configs
 from recall.service import RecallService
@@ -33,6 +35,9 @@ def refresh(service: RecallService, sessions: sessionmaker[Session]) -> None:
     if configs != service.configs:
         service.set_configs(configs)
         log.info("route configs reloaded")
+    added = catch_up(service.state, service.online, sessions)
+    if added:
+        log.info("indexed %d articles stored since the build", added)
 
 
 async def watch(service: RecallService, sessions: sessionmaker[Session]) -> None:

@@ -1,8 +1,9 @@
 """One JSON log line per request, tagged with a request id that the response echoes.
 
 The id comes from the caller's ``X-Request-ID`` header (so a trace spans services) or is made
-here. The middleware is plain ASGI: it wraps ``send`` to learn the status and add the header,
-without buffering the body.
+here. Every other line logged while the request is served carries the id too (a context
+variable, which FastAPI's threadpool inherits). The middleware is plain ASGI: it wraps ``send``
+to learn the status and add the header, without buffering the body.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -21,6 +23,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID_LENGTH = 128
 
 log = logging.getLogger("api.requests")
+# The id of the request being served in this context; None outside requests (startup, reloads).
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,6 +36,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
+            **({"request_id": request_id} if (request_id := current_request_id.get()) else {}),
             **getattr(record, "fields", {}),
         }
         if record.exc_info:
@@ -55,6 +60,7 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
+        context = current_request_id.set(request_id)
         status = 500  # what the client gets if the app raises before answering
         start = time.perf_counter()
 
@@ -76,3 +82,4 @@ class RequestLogMiddleware:
                 "status": status,
                 "ms": round((time.perf_counter() - start) * 1000, 2),
             }})
+            current_request_id.reset(context)

@@ -26,12 +26,14 @@ class NothingToLearn(ValueError):
 class TrainingCorpus:
     """What the nightly job hands every trainable encoder.
 
-    ``click_sequences`` maps a user to the article ids they clicked, oldest first; ``articles``
-    maps an id to its record (id-only articles included, with empty text).
+    ``click_sequences`` maps a user to the article ids they clicked, oldest first, and
+    ``click_times`` to the unix times of those clicks; ``articles`` maps an id to its record
+    (id-only articles included, with empty text).
     """
 
     articles: dict[str, ArticleRecord] = field(default_factory=dict)
     click_sequences: dict[str, list[str]] = field(default_factory=dict)
+    click_times: dict[str, list[float]] = field(default_factory=dict)
 
 
 @runtime_checkable

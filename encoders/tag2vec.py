@@ -21,15 +21,10 @@ import fasttext
 import numpy as np
 
 from encoders.base import NothingToLearn, TrainingCorpus
-from recall.domain import ArticleRecord
+from recall.domain import ArticleRecord, tag_token
 from recall.index import normalise
 
 TOP_TAGS = 3
-
-
-def tag_token(tag: str) -> str:
-    """One whitespace-free, lower-case token per tag ("New York City" -> "new_york_city")."""
-    return "_".join(tag.lower().split())
 
 
 def top_tags(article: ArticleRecord, k: int = TOP_TAGS) -> list[str]:

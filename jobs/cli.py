@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -11,8 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from jobs.admin import admin_app
 from jobs.ingest.cli import ingest_app
-from recall.db import make_engine, upgrade
+from recall.credentials import create_user
+from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.online import OnlineStore, connect_redis
 from recall.settings import Settings
 
@@ -20,6 +23,7 @@ app = typer.Typer(help="newsrecall: multi-route candidate recall for news feeds.
 app.add_typer(ingest_app, name="ingest")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
 
 
 @db_app.command("upgrade")
@@ -54,9 +58,12 @@ def eval_command(
                                                        "(starting 2026-11-01) instead of files")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the figures here")] = None,
     keep: Annotated[bool, typer.Option(help="keep the scratch directory")] = False,
+    record_run: Annotated[bool, typer.Option("--record/--no-record",
+                                             help="store the figures in the configured database's job_runs "
+                                                  "(the admin jobs page shows them)")] = True,
 ) -> None:
     """Online replay: build before the split, replay after it, report Recall@K per route."""
-    from jobs.evaluate import evaluate, write_json
+    from jobs.evaluate import evaluate, record, write_json
     from jobs.ingest.mind import ingest_mind
     from jobs.ingest.synthetic import ingest_synthetic
     from recall.synthetic import generate
@@ -87,6 +94,12 @@ def eval_command(
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     console.print(report.table())
+    if record_run:
+        target = make_engine(base.sqlalchemy_url)
+        upgrade(target)
+        data = synthetic and f"synthetic {synthetic}" or (behaviors and f"MIND {behaviors}") or "configured database"
+        record(report, make_sessionmaker(target), f"eval-{run_id}", str(data))
+        target.dispose()
     if json_out:
         write_json(report, json_out)
         console.print(f"figures written to {json_out}")
@@ -129,9 +142,13 @@ def demo(
     console.print(f"published build [bold]{result.version}[/bold]: {result.counts}")
     if not serve_api:
         return
+    password = secrets.token_urlsafe(9)  # a fresh one each run: the demo's editor is never guessable
+    with make_sessionmaker(engine)() as session:
+        create_user(session, "editor", password, replace=True)
     user = next(iter(world.user_interests))
     console.print(f"\nAPI on [bold]http://{host}:{port}[/bold]  (OpenAPI: http://{host}:{port}/docs)")
-    console.print(f"try:  curl 'http://{host}:{port}/v1/recall/{user}?n=20&explain=true'\n")
+    console.print(f"try:  curl 'http://{host}:{port}/v1/recall/{user}?n=20&explain=true'")
+    console.print(f"admin pages: http://{host}:{port}/admin/  (log in as [bold]editor[/bold] / [bold]{password}[/bold])\n")
     from api.server import serve as run_server
 
     # The embedded demo is local: read-only recall needs no API key here.

@@ -4,7 +4,7 @@ Protocol:
 1. Build (the nightly job) on everything before the split time T.
 2. Replay everything after T in time order. An article becomes live at the first moment the
    data shows it (its ``published_at``) and is then published through the fast path (frozen
-   encoders, live indexes, fresh list). Events reach Redis through ``OnlineStore.record_events``,
+   encoders, live indexes, fresh list). Events reach Redis through ``RecallService.record_events``,
    the code path behind ``POST /v1/events``, so before each impression the platform knows every
    event before that moment, other users' clicks included, and the user's history.
 3. At each impression (a group of events sharing an ``impression_id``), before its own events
@@ -28,6 +28,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from jobs.nightly import progress, run_nightly
+from jobs.runs import JobRecorder
 from recall import sqlstore
 from recall.db import make_sessionmaker
 from recall.domain import Candidate, EventRecord, RequestContext, to_unix
@@ -177,8 +178,16 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
                         for a in clicked & rank.keys():
                             found_by[a].append(system)
                 report.only_here.update(systems[0] for systems in found_by.values() if len(systems) == 1)
-            online.record_events(payload)
+            service.record_events(payload)
     return report
+
+
+def record(report: EvalReport, sessions, run_id: str, data: str) -> None:
+    """The figures as a job run (job "eval", step "evaluate") in ``job_runs``, where the admin
+    jobs page shows them next to the nightly runs."""
+    run = JobRecorder(sessions, "eval", run_id=run_id, version=report.build.get("version"))
+    with run.step("evaluate") as metrics:
+        metrics.update(data=data, **report.as_dict())
 
 
 def write_json(report: EvalReport, path) -> None:

@@ -1,5 +1,6 @@
 """The nightly rebuild: read SQL, train encoders, embed articles, build one index per route,
-write the catalog, publish the build atomically, then refresh Redis from SQL.
+write the catalog, build user vectors and clusters (``jobs/users.py``), publish the build
+atomically, then refresh Redis from SQL.
 
 Every step is recorded in ``job_runs``. Until ``publish`` nothing the API reads has changed:
 a run that fails or is killed earlier leaves the previous build serving, and the next run
@@ -31,6 +32,7 @@ from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
 from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
 from jobs.runs import JobRecorder, utcnow
+from jobs.users import build_users, publish_users
 from recall import sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.db import make_sessionmaker
@@ -69,11 +71,10 @@ def load_corpus(sessions, cutoff: datetime) -> TrainingCorpus:
             a.id: a for a in sqlstore.iter_articles(session)
             if a.published_at is None or a.published_at < cutoff
         }
-        sequences = {
-            user: [aid for aid, _ in clicks]
-            for user, clicks in sqlstore.click_sequences(session, before=cutoff).items()
-        }
-    return TrainingCorpus(articles=articles, click_sequences=sequences)
+        clicks = sqlstore.click_sequences(session, before=cutoff)
+    return TrainingCorpus(articles=articles,
+                          click_sequences={user: [aid for aid, _ in c] for user, c in clicks.items()},
+                          click_times={user: [to_unix(ts) for _, ts in c] for user, c in clicks.items()})
 
 
 def embed(encoder, articles: list[ArticleRecord], bar: Progress) -> np.ndarray:
@@ -154,7 +155,9 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
     corpus_digest = corpus_fingerprint(corpus)
     cache = EmbeddingCache(settings.var_dir / "cache" / "embeddings")
     manifest_routes, manifest_encoders, training_inputs = {}, {}, {}
-    user_vectors: dict[str, np.ndarray] = {}
+    indexes: dict[str, VectorIndex] = {}
+    encoders: dict[str, object] = {}
+    user_vectors: dict[str, dict[str, np.ndarray]] = {}  # kind -> user -> vector (the DSSM tower's)
     wanted = None if settings.build_encoders == "all" else set(settings.build_encoders.split(","))
     with progress(console) as bar:
         for route, encoder_name in vector_routes().items():
@@ -197,15 +200,19 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
                 m.update(count=len(index), dim=index.dim)
                 manifest_routes[route] = index.manifest
                 counts[f"index:{route}"] = len(index)
+                indexes[route], encoders[encoder_name] = index, encoder
             if hasattr(encoder, "encode_users"):
                 with run.step(f"users:{encoder_name}") as m:
-                    user_vectors[encoder_name] = encode_users(encoder, corpus)
+                    user_vectors[encoder_name] = dict(zip(corpus.click_sequences, encode_users(encoder, corpus)))
                     m.update(items=len(corpus.click_sequences))
 
     with run.step("catalog") as m:
         catalog = build_catalog(corpus)
         catalog.save(staging / "catalog.jsonl")
         m.update(items=len(catalog))
+
+    users = build_users(settings, run, online, corpus, catalog, indexes, encoders, user_vectors, previous,
+                        to_unix(cutoff), staging)
 
     with run.step("publish") as m:
         manifest = {"version": version, "built_at": utcnow().isoformat(timespec="seconds"),
@@ -218,7 +225,6 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
 
     with run.step("online") as m:
         m.update(refresh_online(online, sessions, corpus, cutoff, settings))
-        for kind, vectors in user_vectors.items():
-            m[f"user_vectors:{kind}"] = online.set_user_vectors(kind, zip(corpus.click_sequences, vectors))
+        m.update(publish_users(online, users, sessions, cutoff, manifest["built_at"], settings))
     return NightlyResult(version, version, cutoff, counts)
 

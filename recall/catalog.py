@@ -12,7 +12,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from recall.domain import ArticleRecord, to_unix
+from recall.domain import ArticleRecord, tag_token, to_unix
+
+# Tags kept per article for user profiles: the strongest few carry the article's subject.
+PROFILE_TAGS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,15 +25,21 @@ class ItemMeta:
     expires: float | None = None
     hidden: bool = False
     title: str | None = None
+    subcategory: str | None = None
+    # The strongest tags as (tag2vec token, weight): what a click adds to the user's profile.
+    tags: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def of(cls, article: ArticleRecord) -> ItemMeta:
+        ranked = sorted((tw for tw in article.tags if tw[0] and tw[0].strip()), key=lambda tw: -float(tw[1]))
         return cls(
             category=article.category,
             published=to_unix(article.published_at),
             expires=to_unix(article.expires_at),
             hidden=article.status == "hidden",
             title=article.title,
+            subcategory=article.subcategory,
+            tags=tuple((tag_token(t), float(w)) for t, w in ranked[:PROFILE_TAGS]),
         )
 
 
@@ -67,5 +76,6 @@ class ItemCatalog:
             for line in fh:
                 row = json.loads(line)
                 item_id = row.pop("id")
+                row["tags"] = tuple(tuple(tw) for tw in row.get("tags", ()))
                 items[item_id] = ItemMeta(**row)
         return cls(items)

@@ -14,6 +14,12 @@ import numpy as np
 HISTORY_SOURCE = "history"
 
 
+def tag_token(tag: str) -> str:
+    """One whitespace-free, lower-case token per tag ("New York City" -> "new_york_city"): the
+    form tags take in tag2vec's vocabulary and in user profiles."""
+    return "_".join(tag.lower().split())
+
+
 def to_unix(dt: datetime | None) -> float | None:
     """Unix seconds of a datetime; naive datetimes are UTC throughout the project."""
     if dt is None:
@@ -111,6 +117,10 @@ def _no_fresh(_n: int) -> list[tuple[str, float]]:
     return []
 
 
+def _no_lists(_kind: str, _clusters: list[tuple[str, str]], _n: int) -> dict:
+    return {}
+
+
 @dataclass(slots=True)
 class RequestContext:
     """Everything a route may read for one request, prefetched in one Redis round trip."""
@@ -120,10 +130,14 @@ class RequestContext:
     recent_clicks: list[str] = field(default_factory=list)  # newest first
     user_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     category: str | None = None
+    profile: Any = None  # recall.profiles.UserProfile (None: not fetched)
+    clusters: dict[str, list[str]] = field(default_factory=dict)  # scheme -> labels, nearest first
     extras: dict[str, Any] = field(default_factory=dict)
     # Global lists shared by all users, read through minute-long in-process caches.
     window_stats: Callable[[float], WindowStats] = _no_stats
     fresh: Callable[[int], list[tuple[str, float]]] = _no_fresh
+    # (list kind "cf" | "centre", [(scheme, label)], n) -> each cluster's list, one round trip.
+    cluster_lists: Callable[[str, list[tuple[str, str]], int], dict] = _no_lists
 
     @property
     def is_cold(self) -> bool:

@@ -4,12 +4,19 @@ The article is encoded by the active build's frozen encoders and added to every 
 live index, to the in-memory catalog and to Redis' fresh list. The next nightly build includes
 it like any other article. The evaluation replay publishes articles the same way at the moment
 the data first shows them.
+
+An article posted to one API worker is in that worker's memory only; ``catch_up`` is how every
+other worker (and a restarted one) gets it: each reload tick reads the articles SQL stored or
+changed since the state's watermark (the build's cutoff at first) and publishes them here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from recall import sqlstore
 from recall.catalog import ItemMeta
 from recall.domain import ArticleRecord, to_unix
 from recall.online import OnlineStore
@@ -31,3 +38,17 @@ def publish_articles(state: ServingState, online: OnlineStore, articles: Sequenc
         (a.id, to_unix(a.published_at) or 0.0) for a in articles if a.status == "active"
     ])
     return added
+
+
+def catch_up(state: ServingState, online: OnlineStore, sessions: sessionmaker[Session],
+             batch: int = 500) -> int:
+    """Publish up to ``batch`` articles changed in SQL since ``state.live_until``; returns how
+    many. The watermark only moves past what was published, so a failure retries next tick."""
+    if state.live_until is None:
+        return 0
+    with sessions() as session:
+        changed = sqlstore.articles_updated_after(session, state.live_until, batch)
+    if changed:
+        publish_articles(state, online, [record for record, _ in changed])
+        state.live_until = changed[-1][1]
+    return len(changed)

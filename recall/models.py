@@ -51,7 +51,8 @@ class Article(Base):
     # True for ids referenced by events but never described (MIND's slice has many).
     id_only: Mapped[bool] = mapped_column(Boolean, default=False)
     content_hash: Mapped[str | None] = mapped_column(String(64))
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=datetime.utcnow)
+    # Indexed: every serving process asks for the articles changed since its build (api/reload.py).
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=datetime.utcnow, index=True)
 
 
 class User(Base):
@@ -115,3 +116,29 @@ class RouteConfigAudit(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime)
     old: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     new: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AdminUser(Base):
+    """An editor who may log in to the admin pages (``recall admin create-user``)."""
+
+    __tablename__ = "admin_users"
+
+    username: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # "scrypt$n$r$p$salt$hash" (recall/credentials.py), never the password itself.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiKey(Base):
+    """A feed backend's key (``recall admin create-key``); only the secret's sha256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    # The key's public part, shown in listings and used to revoke it.
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)

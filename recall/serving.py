@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ import faiss
 
 from recall.catalog import ItemCatalog
 from recall.index import BuildStore, VectorIndex
+from recall.domain import to_unix
 from recall.settings import Settings
+from recall.uservectors import UserModels
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ class ServingState:
     indexes: dict[str, VectorIndex] = field(default_factory=dict)
     catalog: ItemCatalog = field(default_factory=ItemCatalog)
     manifest: dict[str, Any] = field(default_factory=dict)
+    users: UserModels = field(default_factory=UserModels)
+    # Articles changed in SQL after this moment are not in the indexes yet (fastpath.catch_up).
+    live_until: datetime | None = None
     _encoders: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -37,14 +43,23 @@ class ServingState:
         faiss.omp_set_num_threads(1)
         directory = BuildStore(settings.builds_dir).active_dir()
         if directory is None or not directory.exists():
-            return cls(settings)
+            return cls(settings, users=UserModels(top_tags=settings.profile_top_tags,
+                                                  recent_clicks=settings.user_vector_clicks))
         manifest = json.loads((directory / "manifest.json").read_text())
         indexes = {}
         for index_dir in sorted((directory / "indexes").glob("*")):
             if (index_dir / "manifest.json").exists():
                 indexes[index_dir.name] = VectorIndex.load(index_dir)
         return cls(settings, manifest["version"], directory, indexes,
-                   ItemCatalog.load(directory / "catalog.jsonl"), manifest)
+                   ItemCatalog.load(directory / "catalog.jsonl"), manifest,
+                   UserModels.load(directory, settings.profile_top_tags, settings.user_vector_clicks),
+                   live_until=datetime.fromisoformat(manifest["cutoff"]) if manifest.get("cutoff") else None)
+
+    @property
+    def cutoff_ts(self) -> float:
+        """The build's cutoff in unix seconds (the reference time of the CF lists), or 0."""
+        cutoff = self.manifest.get("cutoff")
+        return to_unix(datetime.fromisoformat(cutoff)) if cutoff else 0.0
 
     def encoder(self, name: str):
         """The build's frozen encoder ``name`` (loaded on first use), or None if absent."""

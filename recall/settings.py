@@ -61,6 +61,20 @@ class Settings(BaseSettings):
     # How often a serving process looks for a newly published build.
     reload_interval_seconds: float = Field(10.0, gt=0)
 
+    # Credentials and the editors' admin pages (recall/credentials.py, api/auth.py, api/admin/).
+    # Signs the editors' session cookies; empty means "generated once into var_dir" (every worker
+    # of a server must share it, and a new one logs every editor out).
+    admin_session_secret: str = ""
+    admin_session_hours: float = Field(12.0, gt=0)
+    # Send the session cookie over HTTPS only: turn on behind TLS.
+    admin_cookie_https_only: bool = False
+    admin_page_size: int = Field(50, ge=1)  # rows per page of the admin pages' long lists
+
+    # Observability (api/metrics.py, api/routes/metrics.py).
+    # Serve /metrics without credentials, as Prometheus scrapers expect (it shows counts, timings,
+    # route names and the build version, no article or user); off: /metrics answers 404.
+    metrics_open: bool = True
+
     # Training.
     tag2vec_dim: int = Field(64, ge=4)
     tag2vec_epochs: int = Field(10, ge=1)
@@ -68,6 +82,29 @@ class Settings(BaseSettings):
     dssm_epochs: int = Field(5, ge=1)
     threads: int = Field(2, ge=1)
     seed: int = 7
+
+    # User profiles and vectors (recall/profiles.py, recall/uservectors.py).
+    profile_half_life_days: float = Field(7.0, gt=0)
+    profile_cap: int = Field(300, ge=10)  # profile entries kept per user, weakest dropped first
+    profile_top_tags: int = Field(20, ge=1)  # tags summed into a user's tag vector
+    user_vector_clicks: int = Field(10, ge=1)  # recent clicks behind the bnb and LSTM vectors
+    user_lstm_epochs: int = Field(3, ge=1)
+
+    # Clustering (recall/clustering.py, jobs/users.py).
+    # User vector kinds clustered by k-means, each a scheme "kmeans-{kind}"; "rule" is separate.
+    cluster_kinds: str = "tag,bnb,lstm,dssm"
+    # k candidates for the elbow; each is capped at users / 5.
+    cluster_k_candidates: str = "4,8,12,16,24,32,48,64"
+    cluster_max_memberships: int = Field(2, ge=1)
+    # A further cluster joins when its centre is at most this many times farther than the nearest.
+    cluster_distance_ratio: float = Field(1.15, ge=1.0)
+    rule_top_k: int = Field(2, ge=1)
+    rule_min_size: int = Field(20, ge=1)
+    cluster_cf_half_life_hours: float = Field(6.0, gt=0)
+    cluster_cf_cap: int = Field(500, ge=10)  # articles kept per cluster's CF list
+    # Cluster-centre candidates: nearest articles published this many hours before the build.
+    cluster_centre_fresh_hours: float = Field(72.0, gt=0)
+    cluster_centre_candidates: int = Field(200, ge=1)
 
     @property
     def sqlalchemy_url(self) -> str:

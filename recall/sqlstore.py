@@ -254,6 +254,14 @@ def iter_articles(session: Session, batch: int = 5000) -> Iterator[ArticleRecord
         last_id = rows[-1].id
 
 
+def articles_updated_after(session: Session, after: datetime, limit: int) -> list[tuple[ArticleRecord, datetime]]:
+    """Up to ``limit`` described articles stored or changed after ``after``, oldest change first,
+    with their change times (what a serving process has not indexed yet)."""
+    query = (select(ARTICLES).where(ARTICLES.c.updated_at > after, ARTICLES.c.id_only.is_(False))
+             .order_by(ARTICLES.c.updated_at, ARTICLES.c.id).limit(limit))
+    return [(_article_record(row), row.updated_at) for row in session.execute(query)]
+
+
 def _in_window(query, after: datetime | None, before: datetime | None):
     if after is not None:
         query = query.where(EVENTS.c.ts >= after)

@@ -11,7 +11,7 @@ Everything comes from one numpy ``Generator`` seeded with ``seed``: same argumen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -85,6 +85,7 @@ class SyntheticWorld:
     events: list[EventRecord]  # impressions and clicks, ordered by ts
     user_interests: dict[str, list[str]]  # user -> 2-3 topics
     article_topic: dict[str, str]
+    user_group: dict[str, int] = field(default_factory=dict)  # planted groups only
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ def _hours_to_datetimes(start: datetime, hours: np.ndarray) -> list[datetime]:
 
 
 def generate(articles: int, users: int, days: int, seed: int,
-             start: datetime = datetime(2026, 11, 1)) -> SyntheticWorld:
+             start: datetime = datetime(2026, 11, 1), groups: int = 0) -> SyntheticWorld:
+    """A world of ``users`` readers; with ``groups``, reader u belongs to planted group
+    ``u % groups`` (``SyntheticWorld.user_group``), whose members share two interest topics."""
     rng = np.random.default_rng(seed)
     topics = _topics()
 
@@ -187,7 +190,15 @@ def generate(articles: int, users: int, days: int, seed: int,
         for n, published in enumerate(_hours_to_datetimes(start, published_hours))
     ]
 
-    interests = [rng.choice(len(topics), size=int(rng.integers(2, 4)), replace=False) for _ in range(users)]
+    if groups:
+        # Planted groups: every member of a group shares the group's two topics exactly; up to
+        # eight groups get disjoint pairs, so that the groups are recoverable.
+        order = rng.permutation(len(topics))
+        group_topics = [order[2 * g: 2 * g + 2] if 2 * g + 2 <= len(topics)
+                        else rng.choice(len(topics), size=2, replace=False) for g in range(groups)]
+        interests = [group_topics[u % groups] for u in range(users)]
+    else:
+        interests = [rng.choice(len(topics), size=int(rng.integers(2, 4)), replace=False) for _ in range(users)]
     raw_events: list[tuple[float, int, int, str, int]] = []  # (hour, user, article, kind, session)
     session_no = 0
     for user, user_topics in enumerate(interests):
@@ -216,6 +227,7 @@ def generate(articles: int, users: int, days: int, seed: int,
         user_interests={f"u{u}": [topics[t].name for t in user_topics]
                         for u, user_topics in enumerate(interests)},
         article_topic={f"a{n}": topics[topic_of[n]].name for n in range(articles)},
+        user_group={f"u{u}": u % groups for u in range(users)} if groups else {},
     )
 
 

@@ -13,7 +13,9 @@ from sqlalchemy import inspect, text
 from recall.db import downgrade, make_engine, upgrade
 from recall.models import Base
 
-TABLES = {"articles", "users", "events", "job_runs", "route_configs", "route_config_audit"}
+INITIAL_TABLES = {"articles", "users", "events", "job_runs", "route_configs", "route_config_audit"}
+CREDENTIAL_TABLES = {"admin_users", "api_keys"}  # 0002
+TABLES = INITIAL_TABLES | CREDENTIAL_TABLES
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,6 +54,20 @@ def test_upgrade_downgrade_upgrade(empty_engine):
     with empty_engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id) VALUES ('u1')"))
         assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 1
+
+
+def test_credentials_migrate_down_and_up_alone(empty_engine):
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id) VALUES ('u1')"))
+    downgrade(empty_engine, "0001")
+    assert tables(empty_engine) == INITIAL_TABLES
+    upgrade(empty_engine, "0002")
+    assert tables(empty_engine) == TABLES
+    with empty_engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar() == 1  # data kept
+        conn.execute(text("INSERT INTO api_keys (id, name, secret_sha256, created_at) "
+                          "VALUES ('k1', 'n', 'h', CURRENT_TIMESTAMP)"))
 
 
 def test_migrated_schema_matches_the_models(empty_engine):

@@ -1,8 +1,9 @@
 """POST /v1/events: store impressions and clicks in SQL and apply them to online state at once.
 
 SQL is the record: events are committed there first, so a Redis outage loses nothing (the
-nightly job rebuilds Redis from SQL). Redis gets them through ``OnlineStore.record_events``,
-the same path the evaluation replay uses, so a click changes the next recall immediately.
+nightly job rebuilds Redis from SQL). Redis gets them through ``RecallService.record_events``,
+the same path the evaluation replay uses, so a click changes the next recall immediately: recent
+clicks, hot counters, the user's profile, vectors and clusters, and their clusters' CF lists.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import OnlineDep, SessionDep
+from api.deps import ServiceDep, SessionDep
 from api.schemas import EventBatch, EventIn, EventsAccepted
 from recall import sqlstore
 from recall.domain import EventRecord
@@ -63,14 +64,14 @@ def not_yet_stored(session: Session, records: Sequence[EventRecord]) -> list[Eve
 
 
 @router.post("/events", response_model=EventsAccepted)
-def post_events(batch: EventBatch, session: SessionDep, online: OnlineDep) -> EventsAccepted:
+def post_events(batch: EventBatch, session: SessionDep, service: ServiceDep) -> EventsAccepted:
     received_at = utcnow()
     records = [to_record(event, received_at) for event in batch.events]
     new = not_yet_stored(session, records)
     stored = sqlstore.insert_events(session, new)
     session.commit()
     try:
-        online.record_events(new)
+        service.record_events(new)
         applied = True
     except OnlineStoreError as exc:
         log.warning("events stored in SQL but not applied online: %s", exc)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import ServiceDep, SettingsDep
+from api.metrics import MetricsDep
 from api.schemas import (
     ID_MAX_LENGTH,
     Provenance,
@@ -29,6 +30,7 @@ def recall(
     user_id: Annotated[str, Path(max_length=ID_MAX_LENGTH)],
     service: ServiceDep,
     settings: SettingsDep,
+    metrics: MetricsDep,
     n: Annotated[int | None, Query(ge=1, description="candidates wanted (default default_n); "
                                                      "values above max_n are capped")] = None,
     routes: Annotated[str | None, Query(description="comma-separated route names; "
@@ -39,6 +41,7 @@ def recall(
     # Unknown users are not an error: they simply have no history, and fallback routes serve them.
     effective_n = min(settings.default_n if n is None else n, settings.max_n)
     result = service.recall(user_id, effective_n, routes=route_names(routes), category=category)
+    metrics.observe_recall(result)
     response = RecallResponse(
         user_id=user_id,
         version=result.version,

@@ -8,9 +8,15 @@ API, the merger, the nightly job (which builds an index for each route with an e
 from __future__ import annotations
 
 from recall.routes.base import RouteConfig, RouteSpec
+from recall.routes.cluster import ClusterListRoute, GroupProfileRoute
+from recall.routes.crosstag import CrossTagRoute
 from recall.routes.fallback import FreshRoute, HotRoute
 from recall.routes.i2i import EmbeddingI2IRoute
 from recall.routes.u2i import UserVectorRoute
+
+
+def cfg(name: str, weight: float, quota: int = 200, **params) -> RouteConfig:
+    return RouteConfig(name, True, weight, quota, params)
 
 
 def i2i(name: str, *, floor: float = 0.6, weight: float = 1.0, quota: int = 200,
@@ -32,9 +38,21 @@ ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     i2i("item2vec", floor=0.5, weight=0.5, description="articles clicked by the same readers (fastText on click sequences)"),
     i2i("media2vec", floor=0.8, weight=0.3, description="articles of media read by the same readers"),
     i2i("entity2vec", weight=0.5, description="neighbours by knowledge-graph entity vectors"),
-    RouteSpec("dssm", "u2i", UserVectorRoute.factory, RouteConfig("dssm", True, 1.0, 200, {}),
+    RouteSpec("dssm", "u2i", UserVectorRoute.over("dssm", "dssm"), cfg("dssm", 1.0),
               encoder="dssm", user_vector="dssm",
               description="two-tower DSSM: the user tower's vector against the item tower's index"),
+    RouteSpec("user2vec", "u2i", UserVectorRoute.over("tag2vec", "tag"), cfg("user2vec", 1.0), user_vector="tag",
+              description="the user's decayed tag profile as a tag2vec vector, updated on every click"),
+    RouteSpec("user_lstm", "u2i", UserVectorRoute.over("tag2vec", "lstm"), cfg("user_lstm", 0.5), user_vector="lstm",
+              description="an LSTM over the user's recent clicks, trained to point at the next one"),
+    RouteSpec("crosstag", "u2i", CrossTagRoute.factory, cfg("crosstag", 0.5, groups=3, tags_per_group=3),
+              description="one tag2vec query per interest category, equal quotas per category"),
+    RouteSpec("cluster_cf", "cluster", ClusterListRoute.of("cf"), cfg("cluster_cf", 1.0),
+              description="what the user's cluster-mates clicked, time-decayed, updated on every click"),
+    RouteSpec("cluster_centre", "cluster", ClusterListRoute.of("centre"), cfg("cluster_centre", 0.5),
+              description="fresh articles nearest the centres of the user's clusters (nightly)"),
+    RouteSpec("group_profile", "cluster", GroupProfileRoute.factory, cfg("group_profile", 0.5),
+              description="user2vec on the merged profile of the user's clusters"),
     RouteSpec("hot", "fallback", HotRoute.factory,
               RouteConfig("hot", True, 2.0, 300, {"window_hours": 6.0, "ctr_power": 0.0}),
               description="most clicked articles over a recent window"),

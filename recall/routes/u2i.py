@@ -1,7 +1,8 @@
-"""User-to-item: the user's own vector (written to Redis by the nightly job) against an index."""
+"""User-to-item: one of the user's vectors (prefetched from Redis) against an item index."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from recall.domain import Candidate, RequestContext
@@ -18,17 +19,23 @@ class UserVectorRoute:
     kind: str = "u2i"
 
     @classmethod
-    def factory(cls, state, config: RouteConfig) -> UserVectorRoute | None:
-        index = state.indexes.get(config.route)
-        if index is None or not len(index):
-            return None
-        return cls(config.route, index, vector_kind=config.route,
-                   cosine_floor=float(config.params.get("cosine_floor", 0.0)))
+    def over(cls, index_route: str, vector_kind: str) -> Callable:
+        """The factory of a route searching ``index_route``'s index with the user's
+        ``vector_kind`` vector (DSSM: its own index; user2vec: tag2vec's)."""
+        def factory(state, config: RouteConfig) -> UserVectorRoute | None:
+            index = state.indexes.get(index_route)
+            if index is None or not len(index):
+                return None
+            return cls(config.route, index, vector_kind,
+                       cosine_floor=float(config.params.get("cosine_floor", 0.0)))
+        return factory
 
     def retrieve(self, ctx: RequestContext, n: int) -> list[Candidate]:
         vector = ctx.user_vectors.get(self.vector_kind)
         if vector is None or n <= 0 or vector.shape[0] != self.index.dim:
             return []
         seed = f"user_vector:{self.vector_kind}"
+        # Ask for extra: the user's own recent clicks come back near their own vector.
+        hits = self.index.search(vector[None, :], n + len(ctx.recent_clicks))[0]
         return [Candidate(item_id, sim, self.name, seed, sim)
-                for item_id, sim in self.index.search(vector[None, :], n)[0] if sim >= self.cosine_floor]
+                for item_id, sim in hits if sim >= self.cosine_floor][:n]

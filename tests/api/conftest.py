@@ -4,12 +4,14 @@ The world ends now (the API serves at wall-clock time), so its recent articles a
 last day of clicks is what the hot route counts. Building it takes a few seconds, so one world
 and one running app serve every API test; tests stay independent by using user ids of their own
 (``user_id``). Tests that change the build or the route configs get their own var directory,
-database and Redis prefix (``small_world``, ``no_build_client``).
+database and Redis prefix (``small_world``, ``no_build_client``). Every client carries an API
+key of its database (``key_headers``): the endpoints under /v1 need one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -20,10 +22,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from api.app import create_app
 from jobs.ingest.synthetic import ingest_synthetic
 from jobs.nightly import NightlyResult, run_nightly
+from recall.credentials import create_key
 from recall.db import make_engine, upgrade
 from recall.online import OnlineStore
 from recall.routes import ROUTES
@@ -49,6 +53,25 @@ def build_world(settings: Settings, engine: Engine, online: OnlineStore, *,
     world = generate(articles, users, days, seed=5, start=now - timedelta(days=days))
     ingest_synthetic(engine, world)
     return world, run_nightly(settings, engine, online)
+
+
+def key_headers(engine: Engine) -> dict[str, str]:
+    """Headers carrying a new API key of the (migrated) database behind ``engine``."""
+    with Session(engine) as session:
+        _, key = create_key(session, "tests")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token an admin page's forms carry."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def log_in(browser: TestClient, username: str, password: str, wanted: str = "/admin/users"):
+    """Post the admin login form as a browser would (token from the form page); the response."""
+    token = csrf_of(browser.get("/admin/login").text)
+    return browser.post("/admin/login", data={"username": username, "password": password,
+                                              "csrf_token": token, "next": wanted}, follow_redirects=False)
 
 
 def unused_redis_url() -> str:
@@ -94,7 +117,7 @@ def served(built: BuiltWorld) -> set[str]:
 
 @pytest.fixture(scope="session")
 def client(built: BuiltWorld) -> Iterator[TestClient]:
-    with TestClient(create_app(built.settings)) as test_client:
+    with TestClient(create_app(built.settings), headers=key_headers(built.engine)) as test_client:
         yield test_client
 
 
@@ -102,7 +125,7 @@ def client(built: BuiltWorld) -> Iterator[TestClient]:
 def redis_down_client(built: BuiltWorld) -> Iterator[TestClient]:
     """The same world and build, but Redis unreachable."""
     settings = built.settings.model_copy(update={"redis_url": unused_redis_url()})
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), headers=key_headers(built.engine)) as test_client:
         yield test_client
 
 
@@ -120,7 +143,7 @@ def small_world(settings: Settings, sqlite_engine: Engine, online: OnlineStore) 
 
 
 @pytest.fixture
-def no_build_client(settings: Settings, online: OnlineStore) -> Iterator[TestClient]:
+def no_build_client(settings: Settings, sqlite_engine: Engine, online: OnlineStore) -> Iterator[TestClient]:
     """An app over an empty database and no published build (``online`` cleans its Redis prefix)."""
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(create_app(settings), headers=key_headers(sqlite_engine)) as test_client:
         yield test_client

@@ -47,8 +47,9 @@ def world_with_media(tmp_path, shared_data):
 def test_every_encoder_builds_its_route(settings, sqlite_engine, online, world_with_media):
     world, vec = world_with_media
     ingest_synthetic(sqlite_engine, world)
+    # A small rule-cluster threshold: every clustering scheme has clusters in this small world.
     full = settings.model_copy(update={"build_encoders": "all", "title2vec_epochs": 1, "dssm_epochs": 1,
-                                       "entity_embeddings_path": str(vec)})
+                                       "entity_embeddings_path": str(vec), "rule_min_size": 3})
     cutoff = world.events[-1].ts - timedelta(hours=12)
     first = run_nightly(full, sqlite_engine, online, cutoff=cutoff)
 

@@ -93,8 +93,9 @@ def test_category_filter(service):
 
 def test_all_enabled_routes_merge_with_every_route_filtered(service):
     result = service.recall("reader", 50, now=NOW)
-    # Every route the hand-made build can serve: the fallbacks and tag2vec (the only index).
-    servable = {name for name, spec in ROUTES.items() if spec.encoder in (None, "tag2vec")}
+    # Every route the hand-made build can serve: the fallbacks, tag2vec (the only index) and the
+    # user-vector routes searching it; no user models, so no crosstag and no cluster routes.
+    servable = {"tag2vec", "user2vec", "user_lstm", "hot", "fresh"}
     assert set(result.routes) == set(service.routes) == servable
     assert all(run.error is None for run in result.routes.values())
     # The fresh route lists every published article; filters still apply to it.
@@ -147,7 +148,7 @@ def test_a_disabled_route_runs_only_when_asked_for_by_name(service):
 
 def test_a_build_without_an_index_serves_fallbacks_only(online, settings):
     service = RecallService(online, ServingState(settings))
-    assert set(service.routes) == {name for name, spec in ROUTES.items() if spec.encoder is None}
+    assert set(service.routes) == {name for name, spec in ROUTES.items() if spec.kind == "fallback"}
     assert service.recall("reader", 10, routes=["tag2vec"], now=NOW).candidates == []
     assert service.similar("x", "tag2vec", 5) == []
 

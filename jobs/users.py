@@ -1,0 +1,337 @@
+"""The nightly job's user half: profiles, user vectors, clustering (full refresh), cluster lists.
+
+Steps, each recorded in ``job_runs``:
+
+* ``users:profiles``: every user's profile rebuilt from SQL clicks through the same Lua script
+  that applies live clicks (``OnlineStore.apply_clicks_to_profiles``), one user at a time, so
+  a profile is never missing for longer than its own rebuild.
+* ``users:vectors``: the tag2vec vector of every tag; the LSTM over recent clicks (trained
+  here); every user's vectors of each kind, computed by ``UserModels`` exactly as online.
+* ``clusters:kmeans-{kind}``: k by the elbow, faiss k-means, labels matched to the previous
+  build's centres (Hungarian), multi-membership, label stability against the previous build,
+  cluster profiles, group vectors and cluster-centre candidates.
+* ``clusters:rule``: dynamic rule clustering over the users' top topics.
+
+Nothing here touches what requests read until ``publish_users`` runs after the build is
+published (the profiles excepted: they are online state, rebuilt from the same SQL events).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from encoders.base import NothingToLearn, TrainingCorpus
+from jobs.runs import JobRecorder
+from recall import clustering, sqlstore
+from recall.catalog import ItemCatalog
+from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
+from recall.domain import HISTORY_SOURCE, tag_token, to_unix
+from recall.index import VectorIndex, normalise
+from recall.online import OnlineStore
+from recall.profiles import UserProfile, merge_profiles
+from recall.settings import Settings
+from recall.uservectors import TAG_ROUTE, TagVectors, UserModels
+
+ACTIVITY_DAYS = 7
+# Members by clicks over the last ACTIVITY_DAYS: (name, fewest clicks).
+ACTIVITY_LEVELS = (("heavy", 10), ("regular", 3), ("light", 1), ("dormant", 0))
+CF_HALF_LIVES = 4  # the rebuilt CF lists replay this many half-lives of clicks
+
+
+@dataclass
+class SchemeBuild:
+    summary: SchemeSummary
+    memberships: dict[str, list[str]]
+    profiles: list[ClusterProfile]
+    centre_lists: dict[str, list[tuple[str, float]]]
+
+
+@dataclass
+class UserBuild:
+    models: UserModels
+    vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # kind -> user -> vector
+    schemes: list[SchemeBuild] = field(default_factory=list)
+
+
+def rebuild_profiles(online: OnlineStore, corpus: TrainingCorpus, catalog: ItemCatalog) -> dict[str, UserProfile]:
+    users = sorted(corpus.click_sequences)
+    for start in range(0, len(users), 1_000):
+        batch = users[start:start + 1_000]
+        online.r.delete(*[online.k("u", u, "profile") for u in batch])
+        online.apply_clicks_to_profiles(
+            (user, ts, catalog.get(aid))
+            for user in batch
+            for aid, ts in zip(corpus.click_sequences[user], corpus.click_times.get(user, ()))
+            if catalog.get(aid) is not None
+        )
+    return online.profiles(users)
+
+
+def tag_vectors(encoder, corpus: TrainingCorpus) -> TagVectors:
+    tags = sorted({tag_token(t) for a in corpus.articles.values() for t, _ in a.tags if t and t.strip()})
+    return TagVectors(tags, encoder.token_vectors(tags) if tags else np.zeros((0, encoder.dim), np.float32))
+
+
+def train_lstm(settings: Settings, corpus: TrainingCorpus, item_index: VectorIndex):
+    from encoders.user_lstm import ClickLSTMUserEncoder
+
+    sequences = [_all_click_vectors(clicks, item_index) for clicks in corpus.click_sequences.values()]
+    return ClickLSTMUserEncoder(item_index.dim, max_clicks=settings.user_vector_clicks,
+                                epochs=settings.user_lstm_epochs, seed=settings.seed).fit(sequences)
+
+
+def _all_click_vectors(clicks: Sequence[str], item_index: VectorIndex) -> np.ndarray:
+    """Vectors of a user's clicks, oldest first; zero rows where an article has none."""
+    out = np.zeros((len(clicks), item_index.dim), np.float32)
+    for row, aid in enumerate(clicks):
+        vector = item_index.vector(aid)
+        if vector is not None:
+            out[row] = vector
+    return out
+
+
+def user_vectors(models: UserModels, corpus: TrainingCorpus, profiles: dict[str, UserProfile],
+                 item_index: VectorIndex | None, catalog: ItemCatalog) -> dict[str, dict[str, np.ndarray]]:
+    """kind -> user -> vector for the online kinds, computed as ``UserModels.vectors`` does
+    online (the LSTM batched: one call for every user)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    lstm_inputs: list[tuple[str, np.ndarray]] = []
+    for user, clicks in corpus.click_sequences.items():
+        newest_first = clicks[::-1]
+        for kind, vector in models.vectors(profiles[user], newest_first, item_index, catalog,
+                                           with_lstm=False).items():
+            out.setdefault(kind, {})[user] = vector
+        if models.lstm is not None and item_index is not None:
+            lstm_inputs.append((user, models.click_vectors(newest_first, item_index)))
+    lstm_inputs = [(u, v) for u, v in lstm_inputs if len(v)]
+    if lstm_inputs:
+        encoded = models.lstm.encode([v for _, v in lstm_inputs])
+        out["lstm"] = {u: encoded[row] for row, (u, _) in enumerate(lstm_inputs)}
+    return out
+
+
+def activity(corpus: TrainingCorpus, cutoff_ts: float) -> dict[str, str]:
+    since = cutoff_ts - ACTIVITY_DAYS * 86400
+    levels = {}
+    for user, times in corpus.click_times.items():
+        recent = sum(1 for t in times if t >= since)
+        levels[user] = next(name for name, least in ACTIVITY_LEVELS if recent >= least)
+    return levels
+
+
+def fresh_articles(catalog: ItemCatalog, index: VectorIndex, cutoff_ts: float, hours: float
+                   ) -> tuple[list[str], np.ndarray]:
+    """Live articles published in the ``hours`` before the cutoff that ``index`` holds."""
+    since = cutoff_ts - hours * 3600
+    ids = [i for i, meta in catalog.items()
+           if meta.published is not None and since <= meta.published <= cutoff_ts and not meta.hidden
+           and (meta.expires is None or meta.expires > cutoff_ts) and i in index.row_of]
+    vectors = np.stack([index.vector(i) for i in ids]) if ids else np.zeros((0, index.dim), np.float32)
+    return ids, vectors
+
+
+def nearest(queries: np.ndarray, ids: list[str], vectors: np.ndarray, n: int) -> list[list[tuple[str, float]]]:
+    if not ids:
+        return [[] for _ in queries]
+    scores = normalise(queries) @ vectors.T
+    top = np.argsort(-scores, axis=1)[:, :n]
+    return [[(ids[c], float(scores[r, c])) for c in row] for r, row in enumerate(top)]
+
+
+def describe_clusters(model: clustering.ClusterModel, members: dict[str, list[str]],
+                      profiles: dict[str, UserProfile], levels: dict[str, str]
+                      ) -> tuple[list[ClusterProfile], dict[str, UserProfile]]:
+    """Each label's profile (from its primary members) and merged group profile."""
+    labels = model.labels
+    by_label: dict[str, list[str]] = {label: [] for label in labels}
+    for user, user_labels in members.items():
+        if user_labels:
+            by_label.setdefault(user_labels[0], []).append(user)
+    described, groups = [], {}
+    for row, (label, users) in enumerate(by_label.items()):
+        group = merge_profiles(profiles[u] for u in users if u in profiles)
+        groups[label] = group
+        counts = Counter(levels.get(u, "dormant") for u in users)
+        centre = model.centres[row].round(5).tolist() if model.centres is not None else None
+        described.append(ClusterProfile(model.scheme, label, len(users), group.top_tags(10),
+                                        group.top_categories(5), dict(counts), centre))
+    return described, groups
+
+
+def group_vectors(models: UserModels, labels: Sequence[str], groups: dict[str, UserProfile]) -> np.ndarray | None:
+    if models.tag_vectors is None or not labels:
+        return None
+    rows = []
+    for label in labels:
+        vector = models.tag_vector(groups.get(label, UserProfile()))
+        rows.append(vector if vector is not None else np.zeros(models.tag_vectors.vectors.shape[1], np.float32))
+    return np.stack(rows).astype(np.float32)
+
+
+def previous_model(previous_dir: Path | None, scheme: str) -> tuple[clustering.ClusterModel | None, dict[str, str]]:
+    """The previous build's model of a scheme and its users' primary labels."""
+    directory = previous_dir / "users" / "clusters" if previous_dir else None
+    if directory is None or not (directory / f"{scheme}.json").exists():
+        return None, {}
+    model = clustering.ClusterModel.load(directory, scheme)
+    primary = directory / f"{scheme}.primary.json"
+    return model, json.loads(primary.read_text()) if primary.exists() else {}
+
+
+def cluster_kmeans(settings: Settings, scheme: str, kind: str, vectors: dict[str, np.ndarray],
+                   item_route: str, previous_dir: Path | None) -> tuple[clustering.ClusterModel, dict[str, list[str]], dict]:
+    users = sorted(vectors)
+    x = normalise(np.stack([vectors[u] for u in users]))
+    candidates = [int(k) for k in settings.cluster_k_candidates.split(",") if k.strip()]
+    k, curve = clustering.choose_k(x, candidates, seed=settings.seed)
+    fit = clustering.fit_kmeans(x, k, seed=settings.seed)
+    old, old_primary = previous_model(previous_dir, scheme)
+    labels = clustering.match_labels(old.centres if old else None, old.labels if old else [], fit.centres)
+    model = clustering.ClusterModel(scheme, "kmeans", kind, labels, item_route, fit.centres,
+                                    max_memberships=settings.cluster_max_memberships,
+                                    ratio=settings.cluster_distance_ratio)
+    assigned = model.assign(x)
+    members = dict(zip(users, assigned))
+    new_primary = {u: labels[0] for u, labels in members.items()}
+    metrics = {"users": len(users), "k": k, "elbow": curve, "inertia": fit.inertia,
+               "label_stability": clustering.label_stability(old_primary, new_primary),
+               "multi_membership_share": sum(len(v) > 1 for v in assigned) / max(len(assigned), 1)}
+    return model, members, metrics
+
+
+def cluster_rule(settings: Settings, profiles: dict[str, UserProfile], previous_dir: Path | None
+                 ) -> tuple[clustering.ClusterModel, dict[str, list[str]], dict]:
+    interests = {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+    assignment = clustering.rule_labels(interests, settings.rule_top_k, settings.rule_min_size)
+    labels = sorted(set(assignment.values()) - {clustering.OTHER})
+    model = clustering.ClusterModel("rule", "rule", None, labels, TAG_ROUTE, top_k=settings.rule_top_k)
+    _, old_primary = previous_model(previous_dir, "rule")
+    sizes = Counter(label for label in assignment.values() if label != clustering.OTHER)
+    metrics = {"users": len(assignment), "k": len(labels),
+               "other": sum(1 for label in assignment.values() if label == clustering.OTHER),
+               "label_stability": clustering.label_stability(old_primary, assignment),
+               "sizes": clustering.size_distribution(list(sizes.values())),
+               "under_threshold": sum(1 for n in sizes.values() if n < settings.rule_min_size)}
+    # The leftover "other" is no group of readers: its members get no rule cluster to read from.
+    return model, {u: [label] if label != clustering.OTHER else [] for u, label in assignment.items()}, metrics
+
+
+def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpus: TrainingCorpus,
+                catalog: ItemCatalog, indexes: dict[str, VectorIndex], encoders: dict[str, object],
+                nightly_vectors: dict[str, dict[str, np.ndarray]], previous_dir: Path | None,
+                cutoff_ts: float, staging: Path) -> UserBuild:
+    models = UserModels(top_tags=settings.profile_top_tags, recent_clicks=settings.user_vector_clicks)
+    item_index = indexes.get(TAG_ROUTE)
+    with run.step("users:profiles") as m:
+        profiles = rebuild_profiles(online, corpus, catalog)
+        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags))
+
+    with run.step("users:vectors") as m:
+        if TAG_ROUTE in encoders:
+            models.tag_vectors = tag_vectors(encoders[TAG_ROUTE], corpus)
+            m["tags"] = len(models.tag_vectors.tags)
+        models.categories = sorted({meta.category for _, meta in catalog.items() if meta.category})
+        if item_index is not None:
+            try:
+                models.lstm = train_lstm(settings, corpus, item_index)
+            except NothingToLearn as exc:
+                m["lstm_skipped"] = str(exc)
+        vectors = {**user_vectors(models, corpus, profiles, item_index, catalog), **nightly_vectors}
+        m.update(items=len(corpus.click_sequences), **{f"users:{k}": len(v) for k, v in vectors.items()})
+
+    build = UserBuild(models, vectors)
+    levels = activity(corpus, cutoff_ts)
+    kinds = [k.strip() for k in settings.cluster_kinds.split(",") if k.strip()]
+    for kind in kinds:
+        scheme = f"kmeans-{kind}"
+        with run.step(f"clusters:{scheme}") as m:
+            if len(vectors.get(kind, {})) < 10:
+                m["skipped"] = f"{len(vectors.get(kind, {}))} users have a {kind} vector; 10 needed"
+                continue
+            item_route = "dssm" if kind == "dssm" else TAG_ROUTE
+            model, members, metrics = cluster_kmeans(settings, scheme, kind, vectors[kind], item_route, previous_dir)
+            build.schemes.append(finish_scheme(settings, model, members, metrics, profiles, levels, catalog,
+                                               indexes, models, cutoff_ts, staging))
+            m.update(metrics)
+    with run.step("clusters:rule") as m:
+        if not any(profiles.values()):
+            m["skipped"] = "no user has a profile"
+        else:
+            model, members, metrics = cluster_rule(settings, profiles, previous_dir)
+            if not model.labels:
+                m["skipped"] = f"no interest combination has {settings.rule_min_size} readers"
+                m.update(metrics)
+            else:
+                build.schemes.append(finish_scheme(settings, model, members, metrics, profiles, levels, catalog,
+                                                   indexes, models, cutoff_ts, staging))
+                m.update(metrics)
+    models.save(staging)
+    return build
+
+
+def finish_scheme(settings: Settings, model: clustering.ClusterModel, members: dict[str, list[str]],
+                  metrics: dict, profiles: dict[str, UserProfile], levels: dict[str, str],
+                  catalog: ItemCatalog, indexes: dict[str, VectorIndex], models: UserModels,
+                  cutoff_ts: float, staging: Path) -> SchemeBuild:
+    """Profiles, group vectors and centre candidates of a clustered scheme; the model goes into
+    the user models (saved with the build), its primary labels next to it for the next refresh."""
+    described, groups = describe_clusters(model, members, profiles, levels)
+    model.group_vectors = group_vectors(models, model.labels, groups)
+    centre_lists: dict[str, list[tuple[str, float]]] = {}
+    index = indexes.get(model.item_route)
+    if index is not None:
+        if model.centres is not None:
+            queries = model.centres[:, : index.dim]  # bnb: the first block is the item space
+        else:
+            queries = model.group_vectors if model.group_vectors is not None and model.group_vectors.shape[1] == index.dim else None
+        if queries is not None:
+            ids, vectors = fresh_articles(catalog, index, cutoff_ts, settings.cluster_centre_fresh_hours)
+            lists = nearest(queries, ids, vectors, settings.cluster_centre_candidates)
+            centre_lists = dict(zip(model.labels, lists))
+    sizes = [p.size for p in described]
+    metrics["sizes"] = metrics.get("sizes") or clustering.size_distribution(sizes)
+    model.meta = {k: v for k, v in metrics.items() if k != "elbow"}
+    models.clusters[model.scheme] = model
+    directory = staging / "users" / "clusters"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{model.scheme}.primary.json").write_text(
+        json.dumps({u: labels[0] for u, labels in members.items() if labels}))
+    summary = SchemeSummary(model.scheme, model.kind, model.vector_kind, len(model.labels), None,
+                            metrics.get("label_stability"), sorted(sizes, reverse=True),
+                            metrics.get("elbow"), metrics["sizes"])
+    return SchemeBuild(summary, members, described, centre_lists)
+
+
+def publish_users(online: OnlineStore, build: UserBuild, sessions, cutoff: datetime, refreshed_at: str,
+                  settings: Settings) -> dict[str, int]:
+    """After the build is published: user vectors, cluster state, and the CF lists rebuilt from
+    the live clicks of the last few half-lives (history clicks excluded, as online)."""
+    counts = {}
+    for kind, vectors in build.vectors.items():
+        counts[f"user_vectors:{kind}"] = online.set_user_vectors(kind, vectors.items())
+    store = ClusterStore(online)
+    dropped = store.retain({scheme.summary.name for scheme in build.schemes})
+    if dropped:
+        counts["schemes_dropped"] = len(dropped)
+    memberships: dict[str, dict[str, list[str]]] = {}
+    for scheme in build.schemes:
+        store.replace_scheme(replace(scheme.summary, refreshed_at=refreshed_at), scheme.memberships, scheme.profiles, scheme.centre_lists)
+        for user, labels in scheme.memberships.items():
+            memberships.setdefault(user, {})[scheme.summary.name] = labels
+        counts[f"clusters:{scheme.summary.name}"] = len(scheme.profiles)
+    store.clear_cf()
+    since = cutoff - timedelta(hours=CF_HALF_LIVES * settings.cluster_cf_half_life_hours)
+    with sessions() as session:
+        clicks = [(to_unix(e.ts), e.article_id, memberships.get(e.user_id, {}))
+                  for e in sqlstore.iter_events(session, after=since, before=cutoff)
+                  if e.kind == "click" and e.source != HISTORY_SOURCE]
+    counts["cf_clicks"] = store.add_clicks(clicks, to_unix(cutoff), settings.cluster_cf_half_life_hours,
+                                           settings.cluster_cf_cap)
+    return counts

@@ -1,0 +1,195 @@
+"""Credentials: editors' passwords and the feed backends' API keys, both stored only hashed.
+
+Passwords are hashed with scrypt (stdlib ``hashlib``), a salt of their own each, and compared in
+constant time. scrypt is slow and memory-hard on purpose: a leaked table must not give back
+passwords people chose.
+
+An API key reads ``nrk_<id>_<secret>``: the id (8 hex digits) is public, names the key in
+listings and revocations and finds its row; the secret is 32 random bytes. Only the secret's
+sha256 is stored. A fast hash is enough here (unlike for passwords): 256 random bits cannot be
+guessed back from their hash, and the check runs on every request.
+
+Every function that changes something commits: each change is a whole unit of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import functools
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recall.models import AdminUser, ApiKey
+
+KEY_PREFIX = "nrk"
+# scrypt cost: 16 MiB and ~50 ms per hash, OWASP's minimum for interactive logins.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# A key's last use is written at most this often: a write per request would cost more than the request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class CredentialError(ValueError):
+    """A credential cannot be created or changed as asked (the message says why)."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# ---- passwords -------------------------------------------------------------------------------
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash``: the cost travels with the hash, so it can be raised later."""
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    scheme, n, r, p, salt, digest = encoded.split("$")
+    if scheme != "scrypt":
+        raise ValueError(f"unknown password hash scheme {scheme!r}")
+    return hmac.compare_digest(_scrypt(password, _unb64(salt), int(n), int(r), int(p)), _unb64(digest))
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    """Checked against when the username is unknown, so that a wrong name takes as long as a
+    wrong password and response times do not tell which usernames exist."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def create_user(session: Session, username: str, password: str, *, replace: bool = False) -> AdminUser:
+    """A new editor; with ``replace``, an existing one gets the new password (and is enabled)."""
+    username = username.strip()
+    if not username:
+        raise CredentialError("a username cannot be empty")
+    if len(password) < 8:
+        raise CredentialError("a password needs at least 8 characters")
+    user = session.get(AdminUser, username)
+    if user is not None and not replace:
+        raise CredentialError(f"editor {username!r} already exists")
+    if user is None:
+        user = AdminUser(username=username, created_at=_utcnow())
+        session.add(user)
+    user.password_hash, user.disabled = hash_password(password), False
+    session.commit()
+    return user
+
+
+def set_disabled(session: Session, username: str, disabled: bool = True) -> AdminUser:
+    user = session.get(AdminUser, username)
+    if user is None:
+        raise CredentialError(f"no editor {username!r}")
+    user.disabled = disabled
+    session.commit()
+    return user
+
+
+def active_user(session: Session, username: str) -> AdminUser | None:
+    """The editor if they exist and are not disabled (a session outlives neither)."""
+    user = session.get(AdminUser, username)
+    return user if user is not None and not user.disabled else None
+
+
+def authenticate(session: Session, username: str, password: str) -> AdminUser | None:
+    user = session.get(AdminUser, username)
+    if user is None:
+        verify_password(password, _unknown_user_hash())
+        return None
+    if not verify_password(password, user.password_hash) or user.disabled:
+        return None
+    return user
+
+
+# ---- API keys --------------------------------------------------------------------------------
+class KeyCheck(enum.Enum):
+    VALID = "valid"
+    UNKNOWN = "unknown"  # malformed, never issued, or a wrong secret
+    REVOKED = "revoked"
+
+
+def _sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _split_key(key: str) -> tuple[str, str] | None:
+    """``nrk_<id>_<secret>`` -> (id, secret); None when it is not shaped like a key."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def key_label(key: ApiKey) -> str:
+    """What listings show of a key: its public part."""
+    return f"{KEY_PREFIX}_{key.id}"
+
+
+def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
+    """A new key and its full text, which is shown once and never stored."""
+    name = name.strip()
+    if not name:
+        raise CredentialError("a key needs a name (who uses it)")
+    key_id = secrets.token_hex(4)
+    while session.get(ApiKey, key_id) is not None:
+        key_id = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(id=key_id, name=name, secret_sha256=_sha256(secret), created_at=_utcnow())
+    session.add(key)
+    session.commit()
+    return key, f"{KEY_PREFIX}_{key_id}_{secret}"
+
+
+def find_key(session: Session, id_or_key: str) -> ApiKey | None:
+    """A key by its id, its public part (``nrk_<id>``) or its full text."""
+    text = id_or_key.strip()
+    if text.startswith(f"{KEY_PREFIX}_"):
+        text = text.split("_", 2)[1]
+    return session.get(ApiKey, text)
+
+
+def revoke_key(session: Session, id_or_key: str) -> ApiKey:
+    key = find_key(session, id_or_key)
+    if key is None:
+        raise CredentialError(f"no API key {id_or_key!r}")
+    if key.revoked_at is None:
+        key.revoked_at = _utcnow()
+        session.commit()
+    return key
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def check_key(session: Session, presented: str) -> KeyCheck:
+    """Whether a presented key is valid; a valid key's last use is recorded (to the minute)."""
+    parts = _split_key(presented)
+    key = session.get(ApiKey, parts[0]) if parts else None
+    if key is None or not hmac.compare_digest(_sha256(parts[1]), key.secret_sha256):
+        return KeyCheck.UNKNOWN
+    if key.revoked_at is not None:
+        return KeyCheck.REVOKED
+    now = _utcnow()
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        key.last_used_at = now
+        session.commit()
+    return KeyCheck.VALID

@@ -1,0 +1,76 @@
+"""What a click changes beyond recent clicks and hot counters: the user's profile, vectors and
+clusters, and the in-cluster CF lists of those clusters.
+
+``apply`` runs on every event batch (``POST /v1/events`` and the evaluation replay), after
+``OnlineStore.record_events``: the profile script decays and adds, the user's online vector
+kinds are recomputed from the new profile and recent clicks, the user is assigned to the
+build's fixed centres (incremental clustering: centres move only in the nightly refresh), and
+each click is added to the CF lists of the clicker's clusters. So a click shows up in a
+cluster-mate's ``cluster_cf`` candidates on their very next request.
+
+History events (MIND's backfilled click histories, whose real time is unknown) shape profiles
+but never the CF lists, for the same reason they never count as hot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+
+from recall.clusterstore import ClusterStore, parse_memberships
+from recall.domain import HISTORY_SOURCE, EventRecord, to_unix
+from recall.online import OnlineStore, OnlineStoreError
+from recall.serving import ServingState
+from recall.uservectors import TAG_ROUTE
+
+
+class UserStateUpdater:
+    def __init__(self, online: OnlineStore, state: ServingState):
+        self.online = online
+        self.state = state
+        self.clusters = ClusterStore(online)
+        self.settings = online.s
+
+    def apply(self, events: Sequence[EventRecord]) -> dict[str, int]:
+        catalog = self.state.catalog
+        clicks = [(e, catalog.get(e.article_id)) for e in events if e.kind == "click"]
+        clicks = [(e, meta) for e, meta in clicks if meta is not None]
+        if not clicks:
+            return {"profiles": 0, "cf": 0}
+        try:
+            self.online.apply_clicks_to_profiles((e.user_id, to_unix(e.ts), meta) for e, meta in clicks)
+            memberships = self._refresh_users(list(dict.fromkeys(e.user_id for e, _ in clicks)))
+            live = [(to_unix(e.ts), e.article_id, memberships.get(e.user_id, {}))
+                    for e, _ in clicks if e.source != HISTORY_SOURCE]
+            cf = self.clusters.add_clicks(live, self.state.cutoff_ts, self.settings.cluster_cf_half_life_hours,
+                                          self.settings.cluster_cf_cap) if live else 0
+        except redis.RedisError as exc:
+            raise OnlineStoreError(str(exc)) from exc
+        return {"profiles": len(clicks), "cf": cf}
+
+    def _refresh_users(self, users: list[str]) -> dict[str, dict[str, list[str]]]:
+        """Recompute vectors and memberships of ``users``; returns every scheme's labels of each
+        (the nightly-only schemes, such as DSSM's, as the job left them)."""
+        models = self.state.users
+        item_index = self.state.indexes.get(TAG_ROUTE)
+        profiles = self.online.profiles(users)
+        pipe = self.online.r.pipeline(transaction=False)
+        for user in users:
+            pipe.zrevrange(self.online.k("u", user, "clicks"), 0, models.recent_clicks - 1)
+            pipe.hgetall(self.online.k("u", user, "clusters"))
+        replies = pipe.execute()
+        by_kind: dict[str, list] = {}
+        memberships: dict[str, dict[str, list[str]]] = {}
+        changed: dict[str, dict[str, list[str]]] = {}
+        for n, user in enumerate(users):
+            clicks = [m.decode() for m in replies[2 * n]]
+            vectors = models.vectors(profiles[user], clicks, item_index, self.state.catalog)
+            for kind, vector in vectors.items():
+                by_kind.setdefault(kind, []).append((user, vector))
+            changed[user] = models.memberships(vectors, profiles[user])
+            memberships[user] = {**parse_memberships(replies[2 * n + 1]), **changed[user]}
+        for kind, rows in by_kind.items():
+            self.online.set_user_vectors(kind, rows)
+        self.clusters.set_memberships({u: m for u, m in changed.items() if m})
+        return memberships

@@ -1,0 +1,60 @@
+"""``recall admin ...``: editors and API keys from the command line, on a fresh database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from recall.credentials import KeyCheck, authenticate, check_key
+from recall.db import make_engine
+
+
+@pytest.fixture
+def database_url(tmp_path, monkeypatch) -> str:
+    """The CLI reads its settings from the environment; point it at a fresh database."""
+    url = f"sqlite:///{tmp_path / 'fresh' / 'recall.db'}"
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("RECALL_DATABASE_URL", url)
+    monkeypatch.setenv("RECALL_VAR_DIR", str(tmp_path / "var"))
+    return url
+
+
+def run(*args: str, stdin: str | None = None):
+    return CliRunner().invoke(app, ["admin", *args], input=stdin)
+
+
+def test_create_user_from_an_option_or_a_prompt(database_url):
+    assert run("create-user", "ana", "--password", "correct horse").exit_code == 0
+    prompted = run("create-user", "bob", stdin="battery staple\nbattery staple\n")
+    assert prompted.exit_code == 0, prompted.output
+    again = run("create-user", "ana", "--password", "other password")
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert run("create-user", "ana", "--password", "other password", "--replace").exit_code == 0
+    assert run("disable-user", "bob").exit_code == 0
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        assert authenticate(session, "ana", "other password") is not None
+        assert authenticate(session, "bob", "battery staple") is None  # disabled
+    engine.dispose()
+
+
+def test_keys_are_printed_once_listed_without_secret_and_revoked(database_url):
+    created = run("create-key", "feed-backend")
+    assert created.exit_code == 0, created.output
+    secret = created.output.strip().splitlines()[-1]
+    label = "_".join(secret.split("_")[:2])
+    listing = run("list-keys")
+    assert label in listing.output and "feed-backend" in listing.output and "never" in listing.output
+    assert secret.split("_", 2)[2] not in listing.output
+
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        assert check_key(session, secret) is KeyCheck.VALID
+    assert run("revoke-key", label).exit_code == 0
+    with Session(engine) as session:
+        assert check_key(session, secret) is KeyCheck.REVOKED
+    engine.dispose()
+    unknown = run("revoke-key", "nrk_00000000")
+    assert unknown.exit_code == 1 and "no API key" in unknown.output
