@@ -18,6 +18,8 @@ test: install
 
 bench: install
 	$(PYTHON) -m bench.encoders
+	$(PYTHON) -m bench.clustering
+	$(PYTHON) -m bench.fastpath
 
 # docs/admin/*.png: every admin page over a demo-sized world, in Debian's headless chromium.
 screenshots: install

@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     settings = Settings(_env_file=None)
-    console = Console()
+    console = Console(width=140)
     table = Table(title=f"Clustering {DIM}-d user vectors ({GROUPS} planted groups), median of {args.runs} runs")
     for column in ["users", "k (elbow)", "choose k", "fit", "assign all", "assign one", "match",
                    "ARI", "multi-membership"]:

@@ -65,7 +65,7 @@ class RecallService:
         self.online = online
         self.settings = state.settings
         self.reweighter = Reweighter.from_settings(state.settings)
-        self.merger = merger or WeightedRankMerger()
+        self.merger = merger or WeightedRankMerger(agreement=state.settings.merger_agreement)
         self._state = state
         self._configs = {**default_configs(), **(configs or {})}
         self._routes = self._build_routes()

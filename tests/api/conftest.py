@@ -10,6 +10,7 @@ key of its database (``key_headers``): the endpoints under /v1 need one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -17,6 +18,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -82,30 +85,37 @@ def unused_redis_url() -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Iterator[BuiltWorld]:
-    tmp = tmp_path_factory.mktemp("api-world")
+@contextlib.contextmanager
+def world_of_its_own(tmp: Path, *, articles: int, users: int, days: int, **settings: Any) -> Iterator[BuiltWorld]:
+    """A world with its own var directory, SQLite file and Redis prefix, cleaned up afterwards."""
     settings = Settings(
         _env_file=None,
         var_dir=tmp / "var",
         database_url=f"sqlite:///{tmp / 'recall.db'}",
         redis_url=REDIS_URL,
         redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
-        # Small limits, so that capping visibly cuts lists the world can fill.
-        default_n=40,
-        max_n=60,
-        similar_max_n=15,
         build_encoders="tag2vec",  # the API is the same for every vector route; one keeps it fast
+        **settings,
     )
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     client = redis.Redis.from_url(REDIS_URL)
     online = OnlineStore(client, settings)
-    world, build = build_world(settings, engine, online, articles=400, users=80, days=4)
-    yield BuiltWorld(settings, engine, world, build)
-    online.flush_namespace()
-    client.close()
-    engine.dispose()
+    world, build = build_world(settings, engine, online, articles=articles, users=users, days=days)
+    try:
+        yield BuiltWorld(settings, engine, world, build)
+    finally:
+        online.flush_namespace()
+        client.close()
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Iterator[BuiltWorld]:
+    # Small limits, so that capping visibly cuts lists the world can fill.
+    with world_of_its_own(tmp_path_factory.mktemp("api-world"), articles=400, users=80, days=4,
+                          default_n=40, max_n=60, similar_max_n=15) as world:
+        yield world
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,29 +21,17 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.schemas import MAX_ARTICLES_PER_REQUEST
 from encoders.tag2vec import top_tags
-from recall.db import make_engine, upgrade
 from recall.domain import ArticleRecord
 from recall.models import Article
-from recall.online import OnlineStore
-from recall.settings import Settings
-from tests.api.conftest import REDIS_URL, BuiltWorld, build_world, key_headers, unused_redis_url
+from tests.api.conftest import BuiltWorld, key_headers, unused_redis_url, world_of_its_own
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Iterator[BuiltWorld]:
-    tmp = tmp_path_factory.mktemp("fastpath-world")
-    settings = Settings(_env_file=None, var_dir=tmp / "var", database_url=f"sqlite:///{tmp / 'recall.db'}",
-                        redis_url=REDIS_URL, redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
-                        similar_max_n=15, build_encoders="tag2vec")
-    engine = make_engine(settings.sqlalchemy_url)
-    upgrade(engine)
-    client = redis.Redis.from_url(REDIS_URL)
-    online = OnlineStore(client, settings)
-    world, build = build_world(settings, engine, online, articles=300, users=60, days=3)
-    yield BuiltWorld(settings, engine, world, build)
-    online.flush_namespace()
-    client.close()
-    engine.dispose()
+    # A world of its own: posts grow its live index, which the shared world's tests count.
+    with world_of_its_own(tmp_path_factory.mktemp("fastpath-world"), articles=300, users=60, days=3,
+                          similar_max_n=15) as built:
+        yield built
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pytest import approx
+
 from recall.domain import Candidate
 from recall.merger import WeightedRankMerger
 from recall.routes.base import RouteConfig
@@ -24,7 +26,7 @@ def test_an_item_found_by_several_routes_appears_once_with_all_provenance():
     z = next(f for f in fused if f.item_id == "z")
     assert sorted(c.route for c in z.routes) == ["a", "b", "c"]
     assert all(c.seed == f"{c.route}-seed" for c in z.routes)
-    assert ids[0] == "z"  # found by every route: the contributions add up
+    assert ids[0] == "z"  # found by every route: the others' agreement lifts it above every top item
     assert dropped["duplicate"] == 2
     assert [f.score for f in fused] == sorted((f.score for f in fused), reverse=True)
 
@@ -72,3 +74,18 @@ def test_n_is_respected():
         assert len(fused) == min(n, 40)
     fused, _ = WeightedRankMerger().merge({}, {}, 10)
     assert fused == []
+
+
+def test_agreeing_routes_count_a_quarter_beyond_the_best_one():
+    """Two routes of one space listing the same item must not outvote a strong route's top."""
+    per_route = {"hot": ranked("hot", "h0"), "a": ranked("a", "x"), "b": ranked("b", "x")}
+    weights = configs(hot=(2, 10), a=(1, 10), b=(1, 10))
+    fused, _ = WeightedRankMerger().merge(per_route, weights, 10)
+    assert [f.item_id for f in fused] == ["h0", "x"]
+    assert fused[1].score == approx((1 + 0.25) / 61) and len(fused[1].routes) == 2
+    # agreement=1 is plain reciprocal-rank fusion: the two votes add up to a tie, broken by id.
+    plain, _ = WeightedRankMerger(agreement=1.0).merge(per_route, weights, 10)
+    assert plain[0].score == approx(2 / 61) and plain[1].score == approx(2 / 61)
+    # agreement=0 is the best route alone.
+    best_only, _ = WeightedRankMerger(agreement=0.0).merge(per_route, weights, 10)
+    assert best_only[1].score == approx(1 / 61)
