@@ -187,10 +187,18 @@ class RecallService:
             dropped_items.extend(removed)
         return Retrieved(per_route, runs, Counter(d.reason for d in dropped_items), dropped_items, ctx.is_cold)
 
-    def similar(self, item_id: str, route: str, n: int) -> list[Candidate]:
-        """An article's neighbours in one i2i route (unfiltered: no user is involved)."""
+    def similar(self, item_id: str, route: str, n: int, now: float | None = None) -> list[Candidate]:
+        """An article's neighbours in one i2i route, without unpublished, expired or hidden ones
+        (no user is involved, so nothing is "seen")."""
         if route not in ROUTES or ROUTES[route].kind != "i2i":
             i2i = sorted(r for r, s in ROUTES.items() if s.kind == "i2i")
             raise UnknownRouteError(f"{route!r} is not an item-to-item route; use one of {', '.join(i2i)}")
         served = self._routes.get(route)
-        return served.similar(item_id, n) if served is not None else []
+        if served is None:
+            return []
+        # Ask for twice as many: the filters may take some (expired news is common).
+        neighbours = served.similar(item_id, 2 * n)
+        ctx = RequestContext(user_id="", now=time.time() if now is None else now)
+        state = self.online.filter_state("", [c.item_id for c in neighbours], ctx.now)
+        kept, _ = apply_filters(neighbours, request_filters(ctx, self._state.catalog, state))
+        return kept[:n]

@@ -42,11 +42,14 @@ def api(world: BuiltWorld) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def existing(world: BuiltWorld) -> ArticleRecord:
-    """A built article whose top-3 tags no other article shares: a copy of its tags has it as its
-    one nearest tag2vec neighbour (cosine 1), which no tie with other articles can push away."""
+    """A built article, live for the next day (``/similar`` leaves expired ones out), whose top-3
+    tags no other article shares: a copy of its tags has it as its one nearest tag2vec neighbour
+    (cosine 1), which no tie with other articles can push away."""
     tag_sets = Counter(frozenset(top_tags(a)) for a in world.world.articles)
+    tomorrow = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
     return next(a for a in world.world.articles
-                if len(top_tags(a)) == 3 and tag_sets[frozenset(top_tags(a))] == 1)
+                if len(top_tags(a)) == 3 and tag_sets[frozenset(top_tags(a))] == 1
+                and (a.expires_at is None or a.expires_at > tomorrow) and a.published_at < tomorrow - timedelta(days=1))
 
 
 def related(to: ArticleRecord, **fields: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -91,6 +91,9 @@ def fill_login(page: Page, username: str = EDITOR, password: str = PASSWORD) -> 
 def page(browser: Browser, base_url: str) -> Iterator[Page]:
     """A fresh browser context (no cookies) that fails the test on any JavaScript dialog."""
     context = browser.new_context(base_url=base_url, viewport={"width": 1500, "height": 1000})
+    # Generous waits: the inspector runs every route per page load, on 2 cores that may be busy.
+    context.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
