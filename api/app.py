@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from api import admin, reload
-from api.metrics import Metrics, MetricsMiddleware
+from api.metrics import Metrics
 from api.requestlog import RequestLogMiddleware
 from api.routes import router
 from recall.db import make_engine, make_sessionmaker, upgrade
@@ -59,8 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   summary="Multi-route candidate recall for news feeds")
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
-    app.add_middleware(RequestLogMiddleware)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestLogMiddleware, observe=app.state.metrics.observe_request)
     app.add_exception_handler(UnknownRouteError, unknown_route)
     app.include_router(router)
     admin.install(app, app.state.settings)

@@ -1,7 +1,8 @@
 """Prometheus metrics of one app: HTTP traffic, the recall pipeline, the fast path, live state.
 
 Every app gets a registry of its own (tests run several apps in one process). Counters and
-histograms are updated where things happen: the middleware below for every request,
+histograms are updated where things happen: ``observe_request`` for every request (called by
+``api.requestlog.RequestLogMiddleware``, which logs it too),
 ``observe_recall`` from the recall endpoint (per-route candidates and latencies, drops by
 reason, which routes served cold users), ``observe_articles`` from the fast path. What the
 service holds (build version, index sizes, Redis errors) is read at scrape time by
@@ -12,7 +13,6 @@ With several worker processes each keeps its own numbers and a scrape reaches on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import NoMatchFound
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from recall.service import RecallResult, RecallService
 
@@ -67,7 +67,9 @@ class Metrics:
         self._service = ServiceCollector(service)
         self.registry.register(self._service)
 
-    def observe_request(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+    def observe_request(self, scope: Scope, status: int, seconds: float) -> None:
+        """One finished HTTP request (``RequestLogMiddleware`` calls this)."""
+        method, endpoint = scope["method"], endpoint_of(scope)
         self.requests.labels(method, endpoint, str(status)).inc()
         self.request_seconds.labels(method, endpoint).observe(seconds)
 
@@ -129,34 +131,6 @@ def endpoint_of(scope: Scope) -> str:
         return template
     path = scope["path"]
     return path[: len(path) - len(own_part)] + template if path.endswith(own_part) else template
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by method, endpoint and status (plain ASGI)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500  # what the client gets if the app raises before answering
-        start = time.perf_counter()
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            # The router fills scope["route"] while dispatching, so it is known only afterwards.
-            self.metrics.observe_request(scope["method"], endpoint_of(scope), status,
-                                         time.perf_counter() - start)
 
 
 def get_metrics(request: Request) -> Metrics:

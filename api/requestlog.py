@@ -9,6 +9,7 @@ to learn the status and add the header, without buffering the body.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import logging
 import time
 import uuid
@@ -52,8 +53,12 @@ def request_id_of(scope: Scope) -> str:
 
 
 class RequestLogMiddleware:
-    def __init__(self, app: ASGIApp):
+    """Logs every HTTP request, and hands each finished one to ``observe`` (the metrics) with
+    its scope (the router has filled in the matched route by then), status and seconds."""
+
+    def __init__(self, app: ASGIApp, observe: Callable[[Scope, int, float], None] | None = None):
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,12 +79,15 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - start
             log.info("request", extra={"fields": {
                 "request_id": request_id,
                 "method": scope["method"],
                 "path": scope["path"],
                 "query": scope["query_string"].decode("latin-1"),
                 "status": status,
-                "ms": round((time.perf_counter() - start) * 1000, 2),
+                "ms": round(seconds * 1000, 2),
             }})
             current_request_id.reset(context)
+            if self.observe is not None:
+                self.observe(scope, status, seconds)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, Response
 
-from api.admin.templating import templates
+from api.admin.templating import search_box, templates
 from api.deps import ServiceDep, SessionDep
 from api.schemas import ID_MAX_LENGTH
 from recall.models import Article
@@ -17,11 +17,8 @@ router = APIRouter()
 
 
 @router.get("/articles", response_class=HTMLResponse)
-def find_article(request: Request, article_id: str | None = None):
-    if article_id and article_id.strip():
-        return RedirectResponse(request.url_for("article_page", article_id=article_id.strip()),
-                                status.HTTP_303_SEE_OTHER)
-    return templates.TemplateResponse(request, "article_search.html", {})
+def find_article(request: Request, article_id: str | None = None) -> Response:
+    return search_box(request, article_id, "article_page", "article_id", "article_search.html")
 
 
 def shown_image(image_ref: str | None) -> str | None:

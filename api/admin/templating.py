@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, status
+from fastapi.responses import RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.templating import Jinja2Templates
 
@@ -70,3 +71,10 @@ class Page:
 
     def url(self, request: Request, number: int) -> str:
         return str(request.url.include_query_params(page=number))
+
+
+def search_box(request: Request, wanted: str | None, page: str, param: str, template: str) -> Response:
+    """A search form's answer: the page of the id asked for (a redirect), or the empty form."""
+    if wanted and wanted.strip():
+        return RedirectResponse(request.url_for(page, **{param: wanted.strip()}), status.HTTP_303_SEE_OTHER)
+    return templates.TemplateResponse(request, template, {})

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis
-from fastapi import APIRouter, Path, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
 
-from api.admin.templating import templates
+from api.admin.templating import search_box, templates
 from api.deps import ServiceDep, SettingsDep
 from api.schemas import ID_MAX_LENGTH
 from recall.clusterstore import ClusterStore
@@ -28,11 +28,8 @@ COLUMN_LENGTH = 20
 
 
 @router.get("/users", response_class=HTMLResponse)
-def find_user(request: Request, user_id: str | None = None):
-    if user_id and user_id.strip():
-        return RedirectResponse(request.url_for("user_page", user_id=user_id.strip()),
-                                status.HTTP_303_SEE_OTHER)
-    return templates.TemplateResponse(request, "user_search.html", {})
+def find_user(request: Request, user_id: str | None = None) -> Response:
+    return search_box(request, user_id, "user_page", "user_id", "user_search.html")
 
 
 def profile_and_clusters(service: RecallService, user_id: str,
