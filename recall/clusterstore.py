@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from recall.online import OnlineStore
+from recall.online import OnlineStore, parse_memberships
 
 MAX_EXPONENT = 900.0  # 2**900 still fits a double; only reached if no build runs for months
 
@@ -187,15 +187,6 @@ class ClusterStore:
     def memberships(self, user_id: str) -> dict[str, list[str]]:
         raw = self.r.hgetall(self.k("u", user_id, "clusters"))
         return parse_memberships(raw)
-
-
-def parse_memberships(raw: Mapping[bytes | str, bytes | str]) -> dict[str, list[str]]:
-    out = {}
-    for scheme, labels in raw.items():
-        scheme = scheme.decode() if isinstance(scheme, bytes) else scheme
-        labels = labels.decode() if isinstance(labels, bytes) else labels
-        out[scheme] = [label for label in labels.split(",") if label]
-    return out
 
 
 def _summary(data: dict) -> SchemeSummary:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -259,8 +259,6 @@ class OnlineStore:
     ) -> RequestContext:
         """One pipelined round trip: recent clicks (newest first, up to now), user vectors,
         profile and cluster memberships."""
-        from recall.clusterstore import parse_memberships  # clusterstore builds on this module
-
         now = time.time() if now is None else now
         ctx = RequestContext(user_id=user_id, now=now, category=category)
         pipe = self.r.pipeline(transaction=False)
@@ -349,6 +347,16 @@ class OnlineStore:
             return bool(self.r.ping())
         except redis.RedisError:
             return False
+
+
+def parse_memberships(raw: Mapping[bytes | str, bytes | str]) -> dict[str, list[str]]:
+    """``u:{user}:clusters`` as scheme -> labels (see recall/clusterstore.py)."""
+    out = {}
+    for scheme, labels in raw.items():
+        scheme = scheme.decode() if isinstance(scheme, bytes) else scheme
+        labels = labels.decode() if isinstance(labels, bytes) else labels
+        out[scheme] = [label for label in labels.split(",") if label]
+    return out
 
 
 def decay(age_seconds: float, half_life_hours: float) -> float:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 import redis
 
-from recall.clusterstore import ClusterStore, parse_memberships
+from recall.clusterstore import ClusterStore
 from recall.domain import HISTORY_SOURCE, EventRecord, to_unix
-from recall.online import OnlineStore, OnlineStoreError
+from recall.online import OnlineStore, OnlineStoreError, parse_memberships
 from recall.serving import ServingState
 from recall.uservectors import TAG_ROUTE
 
