@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -11,21 +10,11 @@ from recall.credentials import KeyCheck, authenticate, check_key
 from recall.db import make_engine
 
 
-@pytest.fixture
-def database_url(tmp_path, monkeypatch) -> str:
-    """The CLI reads its settings from the environment; point it at a fresh database."""
-    url = f"sqlite:///{tmp_path / 'fresh' / 'recall.db'}"
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv("RECALL_DATABASE_URL", url)
-    monkeypatch.setenv("RECALL_VAR_DIR", str(tmp_path / "var"))
-    return url
-
-
 def run(*args: str, stdin: str | None = None):
     return CliRunner().invoke(app, ["admin", *args], input=stdin)
 
 
-def test_create_user_from_an_option_or_a_prompt(database_url):
+def test_create_user_from_an_option_or_a_prompt(cli_env):
     assert run("create-user", "ana", "--password", "correct horse").exit_code == 0
     prompted = run("create-user", "bob", stdin="battery staple\nbattery staple\n")
     assert prompted.exit_code == 0, prompted.output
@@ -33,14 +22,14 @@ def test_create_user_from_an_option_or_a_prompt(database_url):
     assert again.exit_code == 1 and "already exists" in again.output
     assert run("create-user", "ana", "--password", "other password", "--replace").exit_code == 0
     assert run("disable-user", "bob").exit_code == 0
-    engine = make_engine(database_url)
+    engine = make_engine(cli_env)
     with Session(engine) as session:
         assert authenticate(session, "ana", "other password") is not None
         assert authenticate(session, "bob", "battery staple") is None  # disabled
     engine.dispose()
 
 
-def test_keys_are_printed_once_listed_without_secret_and_revoked(database_url):
+def test_keys_are_printed_once_listed_without_secret_and_revoked(cli_env):
     created = run("create-key", "feed-backend")
     assert created.exit_code == 0, created.output
     secret = created.output.strip().splitlines()[-1]
@@ -49,7 +38,7 @@ def test_keys_are_printed_once_listed_without_secret_and_revoked(database_url):
     assert label in listing.output and "feed-backend" in listing.output and "never" in listing.output
     assert secret.split("_", 2)[2] not in listing.output
 
-    engine = make_engine(database_url)
+    engine = make_engine(cli_env)
     with Session(engine) as session:
         assert check_key(session, secret) is KeyCheck.VALID
     assert run("revoke-key", label).exit_code == 0

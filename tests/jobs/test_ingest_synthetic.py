@@ -49,16 +49,6 @@ def row_counts(url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-@pytest.fixture
-def cli_env(tmp_path, monkeypatch) -> str:
-    """The CLI reads its settings from the environment; point it at a fresh, empty database."""
-    url = f"sqlite:///{tmp_path / 'fresh' / 'recall.db'}"
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    monkeypatch.setenv("RECALL_DATABASE_URL", url)
-    monkeypatch.setenv("RECALL_VAR_DIR", str(tmp_path / "var"))
-    return url
-
-
 def test_cli_synthetic_migrates_a_fresh_database_and_is_idempotent(cli_env):
     args = ["ingest", "synthetic", "--articles", "40", "--users", "6", "--days", "2", "--seed", "3"]
     first = CliRunner().invoke(app, args)
