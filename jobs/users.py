@@ -66,10 +66,10 @@ def rebuild_profiles(online: OnlineStore, corpus: TrainingCorpus, catalog: ItemC
         batch = users[start:start + 1_000]
         online.r.delete(*[online.k("u", u, "profile") for u in batch])
         online.apply_clicks_to_profiles(
-            (user, ts, catalog.get(aid))
+            (user, ts, meta)
             for user in batch
             for aid, ts in zip(corpus.click_sequences[user], corpus.click_times.get(user, ()))
-            if catalog.get(aid) is not None
+            if (meta := catalog.get(aid)) is not None
         )
     return online.profiles(users)
 
@@ -248,6 +248,11 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
 
     build = UserBuild(models, vectors)
     levels = activity(corpus, cutoff_ts)
+
+    def add(model: clustering.ClusterModel, members: dict[str, list[str]], metrics: dict) -> None:
+        build.schemes.append(finish_scheme(settings, model, members, metrics, profiles, levels, catalog,
+                                           indexes, models, cutoff_ts, staging))
+
     kinds = [k.strip() for k in settings.cluster_kinds.split(",") if k.strip()]
     for kind in kinds:
         scheme = f"kmeans-{kind}"
@@ -257,21 +262,18 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
                 continue
             item_route = "dssm" if kind == "dssm" else TAG_ROUTE
             model, members, metrics = cluster_kmeans(settings, scheme, kind, vectors[kind], item_route, previous_dir)
-            build.schemes.append(finish_scheme(settings, model, members, metrics, profiles, levels, catalog,
-                                               indexes, models, cutoff_ts, staging))
+            add(model, members, metrics)
             m.update(metrics)
     with run.step("clusters:rule") as m:
         if not any(profiles.values()):
             m["skipped"] = "no user has a profile"
         else:
             model, members, metrics = cluster_rule(settings, profiles, previous_dir)
-            if not model.labels:
-                m["skipped"] = f"no interest combination has {settings.rule_min_size} readers"
-                m.update(metrics)
+            if model.labels:
+                add(model, members, metrics)
             else:
-                build.schemes.append(finish_scheme(settings, model, members, metrics, profiles, levels, catalog,
-                                                   indexes, models, cutoff_ts, staging))
-                m.update(metrics)
+                m["skipped"] = f"no interest combination has {settings.rule_min_size} readers"
+            m.update(metrics)
     models.save(staging)
     return build
 

@@ -199,13 +199,6 @@ class OnlineStore:
             raise OnlineStoreError(str(exc)) from exc
         return n
 
-    def delete_profiles(self) -> int:
-        """Drop every profile (the nightly job rebuilds them all from SQL)."""
-        n = 0
-        for key in self.r.scan_iter(match=self.k("u", "*", "profile"), count=1000):
-            n += self.r.delete(key)
-        return n
-
     def profiles(self, users: Sequence[str]) -> dict[str, UserProfile]:
         """Profiles of many users, pipelined (reads for the nightly job and the updater)."""
         out: dict[str, UserProfile] = {}
@@ -220,8 +213,7 @@ class OnlineStore:
 
     def user_profile(self, user_id: str, n: int = 20) -> ProfileSummary:
         profile = self.profiles([user_id])[user_id]
-        return ProfileSummary(profile.top_tags(n), sorted(profile.topics.items(), key=lambda kv: -kv[1])[:n],
-                              profile.top_categories(n))
+        return ProfileSummary(profile.top_tags(n), profile.top_topics(n), profile.top_categories(n))
 
     def clear_hot_buckets(self, first: int, last: int) -> None:
         """Delete the hot counters of buckets ``first..last`` (the nightly refresh recounts them),

@@ -99,6 +99,9 @@ class UserProfile:
             totals[tag] += weight
         return _top(totals, n)
 
+    def top_topics(self, n: int) -> list[tuple[str, float]]:
+        return _top(self.topics, n)
+
     def top_categories(self, n: int) -> list[tuple[str, float]]:
         return _top(self.categories, n)
 
@@ -110,7 +113,7 @@ class UserProfile:
 
     def interests(self, k: int) -> list[str]:
         """The top-k topics, the rule clusters' interests."""
-        return [topic for topic, _ in _top(self.topics, k)]
+        return [topic for topic, _ in self.top_topics(k)]
 
     def share(self) -> UserProfile:
         """Each part scaled to sum to 1: how members count equally in a group profile."""

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import faiss
 
 from recall.catalog import ItemCatalog
-from recall.index import BuildStore, VectorIndex
 from recall.domain import to_unix
+from recall.index import BuildStore, VectorIndex
 from recall.settings import Settings
 from recall.uservectors import UserModels
 
@@ -55,7 +56,7 @@ class ServingState:
                    UserModels.load(directory, settings.profile_top_tags, settings.user_vector_clicks),
                    live_until=datetime.fromisoformat(manifest["cutoff"]) if manifest.get("cutoff") else None)
 
-    @property
+    @cached_property
     def cutoff_ts(self) -> float:
         """The build's cutoff in unix seconds (the reference time of the CF lists), or 0."""
         cutoff = self.manifest.get("cutoff")

@@ -21,6 +21,7 @@ import redis
 from recall.clusterstore import ClusterStore
 from recall.domain import HISTORY_SOURCE, EventRecord, to_unix
 from recall.online import OnlineStore, OnlineStoreError, parse_memberships
+from recall.profiles import UserProfile
 from recall.serving import ServingState
 from recall.uservectors import TAG_ROUTE
 
@@ -54,9 +55,9 @@ class UserStateUpdater:
         (the nightly-only schemes, such as DSSM's, as the job left them)."""
         models = self.state.users
         item_index = self.state.indexes.get(TAG_ROUTE)
-        profiles = self.online.profiles(users)
         pipe = self.online.r.pipeline(transaction=False)
-        for user in users:
+        for user in users:  # one round trip: each user's new profile, recent clicks and clusters
+            pipe.hgetall(self.online.k("u", user, "profile"))
             pipe.zrevrange(self.online.k("u", user, "clicks"), 0, models.recent_clicks - 1)
             pipe.hgetall(self.online.k("u", user, "clusters"))
         replies = pipe.execute()
@@ -64,12 +65,13 @@ class UserStateUpdater:
         memberships: dict[str, dict[str, list[str]]] = {}
         changed: dict[str, dict[str, list[str]]] = {}
         for n, user in enumerate(users):
-            clicks = [m.decode() for m in replies[2 * n]]
-            vectors = models.vectors(profiles[user], clicks, item_index, self.state.catalog)
+            profile = UserProfile.parse(replies[3 * n])
+            clicks = [m.decode() for m in replies[3 * n + 1]]
+            vectors = models.vectors(profile, clicks, item_index, self.state.catalog)
             for kind, vector in vectors.items():
                 by_kind.setdefault(kind, []).append((user, vector))
-            changed[user] = models.memberships(vectors, profiles[user])
-            memberships[user] = {**parse_memberships(replies[2 * n + 1]), **changed[user]}
+            changed[user] = models.memberships(vectors, profile)
+            memberships[user] = {**parse_memberships(replies[3 * n + 2]), **changed[user]}
         for kind, rows in by_kind.items():
             self.online.set_user_vectors(kind, rows)
         self.clusters.set_memberships({u: m for u, m in changed.items() if m})

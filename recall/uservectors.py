@@ -35,7 +35,6 @@ TAG_ROUTE = "tag2vec"  # the item space of the tag, bnb and lstm kinds
 TOPIC_BUCKETS = 32
 # Squared-norm share of each bnb block: what was read weighs most, then topic, then category.
 BNB_WEIGHTS = {"items": 0.6, "topics": 0.25, "categories": 0.15}
-ONLINE_KINDS = ("tag", "bnb", "lstm")
 
 
 @dataclass
@@ -106,16 +105,6 @@ class UserModels:
             model.save(users / "clusters")
 
     # ---- vectors ----------------------------------------------------------------------
-    def online_kinds(self, item_index: VectorIndex | None) -> list[str]:
-        kinds = []
-        if self.tag_vectors is not None:
-            kinds.append("tag")
-        if item_index is not None:
-            kinds.append("bnb")
-            if self.lstm is not None:
-                kinds.append("lstm")
-        return kinds
-
     def tag_vector(self, profile: UserProfile) -> np.ndarray | None:
         if self.tag_vectors is None or not profile:
             return None
