@@ -15,6 +15,7 @@ from api import admin, reload
 from api.metrics import Metrics
 from api.requestlog import RequestLogMiddleware
 from api.routes import router
+from recall.credentials import KeyCache
 from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.online import OnlineStore, connect_redis
 from recall.routeconfig import load_route_configs
@@ -34,18 +35,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     online = OnlineStore(redis_client, settings)
     with sessions() as session:
         configs = load_route_configs(session)
-    service = RecallService(online, ServingState.load(settings), configs)
+    state = ServingState.load(settings)
+    await asyncio.to_thread(state.warm)  # the first posted article is as fast as the next
+    service = RecallService(online, state, configs)
+    service.start()
+    keys = KeyCache(sessions, ttl=settings.api_key_cache_seconds)
 
     app.state.engine, app.state.sessions = engine, sessions
-    app.state.online, app.state.service = online, service
+    app.state.online, app.state.service, app.state.keys = online, service, keys
     app.state.metrics.track(service)
-    watcher = asyncio.create_task(reload.watch(service, sessions))
+    watcher = asyncio.create_task(reload.watch(service, sessions, keys))
     try:
         yield
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        service.close()
         redis_client.close()
         engine.dispose()
 

@@ -4,6 +4,10 @@ A key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Writes a
 valid, unrevoked key; reads (GET) need one too unless ``settings.open_recall`` opens them for
 local use (the embedded demo). The dependency sits on the ``/v1`` router as a whole
 (api/routes/__init__.py), so an endpoint added there is closed from its first line.
+
+Keys are verified from an in-process cache (``recall.credentials.KeyCache``): SQL is asked only
+on a key's first use and after the cache's TTL, in the threadpool; a cached key costs no I/O
+and no threadpool hop.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, SettingsDep
-from recall.credentials import KeyCheck, check_key
+from recall.credentials import KeyCheck
 
 # Methods that read: the only ones open_recall opens.
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -29,19 +33,18 @@ def unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge})
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
     bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     header_key: Annotated[str | None, Depends(api_key_header)],
 ) -> None:
-    if settings.open_recall and request.method in READ_METHODS:
+    if request.app.state.settings.open_recall and request.method in READ_METHODS:
         return
     key = (bearer_key.credentials.strip() if bearer_key else "") or (header_key or "").strip()
     if not key:
         raise unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    outcome = check_key(session, key)
+    keys = request.app.state.keys
+    outcome = keys.cached(key) or await run_in_threadpool(keys.check, key)
     if outcome is KeyCheck.UNKNOWN:
         raise unauthorized("invalid API key", error="invalid_token")
     if outcome is KeyCheck.REVOKED:

@@ -1,4 +1,8 @@
-"""Dependencies handlers declare by type: what the lifespan built, read from ``app.state``."""
+"""Dependencies handlers declare by type: what the lifespan built, read from ``app.state``.
+
+They are ``async def``: FastAPI runs a plain ``def`` dependency in its threadpool, one hop per
+dependency per request, for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from recall.service import RecallService
 from recall.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
@@ -27,11 +31,11 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_online(request: Request) -> OnlineStore:
+async def get_online(request: Request) -> OnlineStore:
     return request.app.state.online
 
 
-def get_service(request: Request) -> RecallService:
+async def get_service(request: Request) -> RecallService:
     return request.app.state.service
 
 

@@ -133,7 +133,7 @@ def endpoint_of(scope: Scope) -> str:
     return path[: len(path) - len(own_part)] + template if path.endswith(own_part) else template
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 

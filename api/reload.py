@@ -14,6 +14,7 @@ import logging
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from recall.credentials import KeyCache
 from recall.fastpath import catch_up
 from recall.index import BuildStore
 from recall.routeconfig import load_route_configs
@@ -23,11 +24,13 @@ from recall.serving import ServingState
 log = logging.getLogger(__name__)
 
 
-def refresh(service: RecallService, sessions: sessionmaker[Session]) -> None:
-    """Swap in the active build if it changed, and the route configs if they changed."""
+def refresh(service: RecallService, sessions: sessionmaker[Session], keys: KeyCache | None = None) -> None:
+    """Swap in the active build if it changed, and the route configs if they changed; re-check
+    cached API keys (a revoked key stops working here) and record their use."""
     active = BuildStore(service.settings.builds_dir).active_version()
     if active is not None and active != service.state.version:
         state = ServingState.load(service.settings)
+        state.warm()
         service.set_state(state)
         log.info("serving build %s", state.version)
     with sessions() as session:
@@ -35,16 +38,18 @@ def refresh(service: RecallService, sessions: sessionmaker[Session]) -> None:
     if configs != service.configs:
         service.set_configs(configs)
         log.info("route configs reloaded")
-    added = catch_up(service.state, service.online, sessions)
+    added = catch_up(service.pipeline, service.online, sessions)
     if added:
         log.info("indexed %d articles stored since the build", added)
+    if keys is not None:
+        keys.refresh()
 
 
-async def watch(service: RecallService, sessions: sessionmaker[Session]) -> None:
+async def watch(service: RecallService, sessions: sessionmaker[Session], keys: KeyCache | None = None) -> None:
     """Run ``refresh`` forever; a failed refresh keeps serving what is loaded and tries again."""
     while True:
         await asyncio.sleep(service.settings.reload_interval_seconds)
         try:
-            await asyncio.to_thread(refresh, service, sessions)
+            await asyncio.to_thread(refresh, service, sessions, keys)
         except Exception:  # a broken build or a SQL blip must not stop future reloads
             log.exception("reload failed; still serving build %s", service.state.version)

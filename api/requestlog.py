@@ -8,7 +8,7 @@ to learn the status and add the header, without buffering the body.
 
 from __future__ import annotations
 
-import json
+import orjson
 from collections.abc import Callable
 import logging
 import time
@@ -42,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def request_id_of(scope: Scope) -> str:

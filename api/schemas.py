@@ -49,14 +49,24 @@ class RouteStats(BaseModel):
     error: str | None = Field(description="why the route was skipped, when it failed")
 
 
+class RemovedCandidate(BaseModel):
+    item_id: str
+    route: str
+    reason: str = Field(description="the filter that removed it: unpublished, expired, hidden, category, seen")
+
+
 class RecallResponse(BaseModel):
     user_id: str
     version: str | None = Field(description="the build that served the request; null without one")
     cold: bool = Field(description="true when the user has no recent clicks (fallback routes serve)")
     n: int = Field(description="the number of candidates asked for, after capping at the server's max_n")
+    degraded: bool = Field(False, description="true when Redis did not answer: the user's own state "
+                                              "(recent clicks, seen, clusters) is missing from this answer")
     candidates: list[RecallCandidate]
     routes: dict[str, RouteStats] | None = Field(None, description="per-route stats (explain=true)")
     dropped: dict[str, int] | None = Field(None, description="candidates dropped, by reason (explain=true)")
+    removed: list[RemovedCandidate] | None = Field(
+        None, description="each candidate the filters removed, with the route that proposed it (explain=true)")
 
 
 # ---- similar items ---------------------------------------------------------------------------

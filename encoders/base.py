@@ -4,6 +4,11 @@
 in ``_``); ``encode`` turns a batch of articles into an ``(n, dim)`` float32 array of
 L2-normalised rows. A row the encoder cannot fill (no tags, no text, a broken image, an article
 too rarely clicked) is all zeros: indexes skip such rows and routes never see them.
+
+``params()`` returns the hyper-parameters: the one place they are listed, read by ``save`` (and
+so ``load``), by the trained encoders' version digests and by the nightly job's reuse key
+(``jobs/artefacts.training_key``). ``tests/encoders/test_common.py`` checks all of this for every
+encoder in ``encoders/registry.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,17 @@ from recall.domain import ArticleRecord
 
 class NothingToLearn(ValueError):
     """The corpus holds nothing this encoder can train on (no tags, no clicks, no media...)."""
+
+
+class NotFitted(RuntimeError):
+    """A trainable encoder was asked to encode (or save) before ``fit`` or ``load``."""
+
+    def __init__(self, encoder: str):
+        self.encoder = encoder
+        super().__init__(f"{encoder} is not fitted: call fit(...) or load(directory) first")
+
+    def __reduce__(self):
+        return type(self), (self.encoder,)
 
 
 @dataclass(slots=True)
@@ -40,9 +56,28 @@ class TrainingCorpus:
 class Encoder(Protocol):
     name: str
     version: str  # changes when training data, hyper-parameters or code change the vectors
+    # False for pretrained or given models (doc2vec, img2vec, entity2vec): ``encode`` works at
+    # once, reading the model on first use, and ``fit`` only loads it. True: ``encode`` before
+    # ``fit`` or ``load`` raises ``NotFitted``.
+    requires_fit: bool
 
     @property
     def dim(self) -> int: ...
+
+    def params(self) -> dict:
+        """The hyper-parameters, as the keyword arguments of ``__init__`` that give them.
+
+        Everything that changes the trained model or its vectors (dimensions, epochs, seeds,
+        model paths, length limits, backend...) and nothing else. Runtime knobs are left out:
+        thread counts and inference batch sizes change torch's and ONNX's results only in their
+        last bits (float summation order), and fastText's lock-free ("hogwild") training differs
+        from run to run on any number of threads; keying models on them would only retrain
+        when the machine changes. ``save`` stores them beside the parameters, so a loaded
+        encoder runs as configured. Values are JSON scalars; ``type(self)(**self.params())``
+        builds an unfitted encoder with the same hyper-parameters. The nightly job reuses the
+        previous build's model only when these and the corpus are unchanged.
+        """
+        ...
 
     def fit(self, corpus: TrainingCorpus) -> Self: ...
 

@@ -56,18 +56,27 @@ def article_text(article: ArticleRecord) -> str:
 class FrozenModelEncoder:
     """The protocol for encoders whose model is an external, frozen, pretrained file or folder.
 
-    ``fit`` only loads the model (once); the version is a hash of the model's identity (what
-    tells one model from another, and the parameters that change its vectors). ``save`` writes
-    the parameters, not the weights; ``load`` refuses a model that changed since. A subclass
-    defines ``params()`` and ``_load_model()``, which returns an object with ``identity``.
+    ``fit`` only loads the model (once), and ``encode`` needs no ``fit``: it loads the model on
+    first use. The version is a hash of the model's identity (what tells one model from another,
+    and the parameters that change its vectors). ``save`` writes the parameters, not the weights;
+    ``load`` refuses a model that changed since. A subclass defines ``params()`` and
+    ``_load_model()``, which returns an object with ``identity``, and has ``batch_size`` and
+    ``threads``: inference knobs, saved beside the parameters but not among them (they change
+    vectors in their last bits only, see ``encoders.base.Encoder.params``).
     """
 
     name: str
     model_path: str
+    batch_size: int
+    threads: int
+    requires_fit = False
     model_ = None
 
     def params(self) -> dict:
         raise NotImplementedError
+
+    def _runtime(self) -> dict:
+        return {"batch_size": self.batch_size, "threads": self.threads}
 
     def _load_model(self):
         raise NotImplementedError
@@ -86,7 +95,8 @@ class FrozenModelEncoder:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._ready()
-        (directory / "params.json").write_text(json.dumps({**self.params(), "version": self.version}))
+        (directory / "params.json").write_text(json.dumps(
+            {**self.params(), **self._runtime(), "version": self.version}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -147,8 +157,7 @@ class DocBertEncoder(FrozenModelEncoder):
         return int(config["hidden_size"])
 
     def params(self) -> dict:
-        return {"model_path": self.model_path, "max_length": self.max_length,
-                "batch_size": self.batch_size, "threads": self.threads}
+        return {"model_path": self.model_path, "max_length": self.max_length}
 
     def _load_model(self) -> MeanPooledTransformer:
         return MeanPooledTransformer(Path(self.model_path), self.max_length, self.threads)

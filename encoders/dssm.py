@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import NothingToLearn, TrainingCorpus
+from encoders.base import NothingToLearn, NotFitted, TrainingCorpus
 from encoders.tag2vec import top_tags
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
@@ -119,6 +119,7 @@ def click_matrices(histories: np.ndarray, members: int,
 
 class DSSMEncoder:
     name = "dssm"
+    requires_fit = True
 
     def __init__(self, dim: int = 64, embed_dim: int = 32, hidden: int = 128, history: int = 50,
                  recent: int = 5, min_count: int = 2, temperature: float = 0.07, epochs: int = 5,
@@ -145,10 +146,12 @@ class DSSMEncoder:
         return self.dim_
 
     def params(self) -> dict:
+        # Not ``threads``: torch's thread count changes only the order of float sums (results
+        # in their last bits), and keying the model on it would retrain when the machine changes.
         return {"dim": self.dim_, "embed_dim": self.embed_dim, "hidden": self.hidden,
                 "history": self.history, "recent": self.recent, "min_count": self.min_count,
                 "temperature": self.temperature, "epochs": self.epochs, "batch_size": self.batch_size,
-                "lr": self.lr, "threads": self.threads, "seed": self.seed}
+                "lr": self.lr, "seed": self.seed}
 
     def _new_model(self) -> TwoTowerNet:
         return TwoTowerNet(len(self.vocab_) + 1, self.embed_dim, self.text_dim_, self.hidden, self.dim_)
@@ -229,7 +232,7 @@ class DSSMEncoder:
 
     def _require_model(self) -> TwoTowerNet:
         if self.model_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+            raise NotFitted(self.name)
         return self.model_
 
     def encode(self, articles: Sequence[ArticleRecord],
@@ -273,7 +276,7 @@ class DSSMEncoder:
         torch.save(self._require_model().state_dict(), directory / "model.pt")
         (directory / "vocab.json").write_text(json.dumps(sorted(self.vocab_, key=self.vocab_.get)))
         (directory / "params.json").write_text(json.dumps(
-            {**self.params(), "version": self.version, "text_dim": self.text_dim_}))
+            {**self.params(), "threads": self.threads, "version": self.version, "text_dim": self.text_dim_}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:

@@ -2,8 +2,9 @@
 
 The vectors come from a file in MIND's ``entity_embedding.vec`` format (TransE embeddings of
 Wikidata entities): one entity a line, its WikidataId then the numbers, separated by tabs.
-Nothing is trained: ``fit`` reads the file, and the whole table is kept (not only the corpus's
-entities) so that tomorrow's articles about a known entity are encoded too. An entity counts
+Nothing is trained: ``fit`` reads the file (``encode`` does on first use when nothing did), and
+the whole table is kept, also by ``save`` (not only the corpus's entities), so that tomorrow's
+articles about a known entity are encoded too and a saved model needs the file no more. An entity counts
 once per article even when both the title and the abstract name it.
 """
 
@@ -43,11 +44,12 @@ def read_entity_vectors(path: Path, dim: int) -> tuple[list[str], np.ndarray, st
 
 class EntityVectorEncoder:
     name = "entity2vec"
+    requires_fit = False  # the vectors are given: encode reads the file when fit has not
 
     def __init__(self, embeddings_path: str | Path, dim: int = 100):
         self.embeddings_path = str(embeddings_path)
         self.dim_ = dim
-        self.version = "untrained"
+        self.version = "unloaded"
         self.entity_ids_: list[str] = []
         self.vectors_: np.ndarray | None = None
         self.row_of_: dict[str, int] = {}
@@ -56,11 +58,22 @@ class EntityVectorEncoder:
     def dim(self) -> int:
         return self.dim_
 
+    def params(self) -> dict:
+        return {"embeddings_path": self.embeddings_path, "dim": self.dim_}
+
     def fit(self, corpus: TrainingCorpus) -> Self:
+        self._read()
+        return self
+
+    def _read(self) -> None:
         ids, vectors, file_digest = read_entity_vectors(Path(self.embeddings_path), self.dim_)
         self._set_table(ids, vectors)
         self.version = hashlib.sha256(f"{self.dim_}:{file_digest}".encode()).hexdigest()[:16]
-        return self
+
+    def _ready(self) -> np.ndarray:
+        if self.vectors_ is None:
+            self._read()
+        return self.vectors_
 
     def _set_table(self, ids: list[str], vectors: np.ndarray) -> None:
         self.entity_ids_ = ids
@@ -68,22 +81,21 @@ class EntityVectorEncoder:
         self.row_of_ = {entity: row for row, entity in enumerate(ids)}
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
-        if self.vectors_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+        vectors = self._ready()
         out = np.zeros((len(articles), self.dim_), np.float32)
         for row, article in enumerate(articles):
             entities = dict.fromkeys(e.get("wikidata_id") for e in article.entities)
             rows = [self.row_of_[e] for e in entities if e in self.row_of_]
             if rows:
-                out[row] = self.vectors_[rows].mean(axis=0)
+                out[row] = vectors[rows].mean(axis=0)
         return normalise(out)
 
     def save(self, directory: Path) -> None:
+        vectors = self._ready()
         directory.mkdir(parents=True, exist_ok=True)
-        np.save(directory / "vectors.npy", self.vectors_)
+        np.save(directory / "vectors.npy", vectors)
         (directory / "entity_ids.json").write_text(json.dumps(self.entity_ids_))
-        (directory / "params.json").write_text(json.dumps(
-            {"embeddings_path": self.embeddings_path, "dim": self.dim_, "version": self.version}))
+        (directory / "params.json").write_text(json.dumps({**self.params(), "version": self.version}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:

@@ -214,9 +214,9 @@ class ImageResNetEncoder(FrozenModelEncoder):
         return self._ready().dim
 
     def params(self) -> dict:
+        # The limits are here: they decide which images are read and which rows stay zero.
         return {"model_path": self.model_path, "backend": self.backend, "max_bytes": self.max_bytes,
-                "max_pixels": self.max_pixels, "timeout": self.timeout,
-                "batch_size": self.batch_size, "threads": self.threads}
+                "max_pixels": self.max_pixels, "timeout": self.timeout}
 
     def _load_model(self) -> TransformersResNet | OnnxNsfwResNet:
         backend = TransformersResNet if self.backend == "transformers" else OnnxNsfwResNet

@@ -27,9 +27,10 @@ class ClickSequenceEncoder(FastTextSequenceEncoder):
     """A fastText skipgram over click sequences, one token per article (or none)."""
 
     def __init__(self, dim: int = 64, epochs: int = 10, window: int = 5, min_count: int = 2,
-                 threads: int = 2, seed: int = 7, buckets: int = 0, subwords: bool = False):
+                 threads: int = 2, seed: int = 7, buckets: int = 0, subwords: bool = False,
+                 sample: float | None = None):
         super().__init__(dim=dim, epochs=epochs, window=window, min_count=min_count,
-                         threads=threads, seed=seed, buckets=buckets, subwords=subwords)
+                         threads=threads, seed=seed, buckets=buckets, subwords=subwords, sample=sample)
 
     def token(self, article: ArticleRecord) -> str | None:
         raise NotImplementedError
@@ -41,8 +42,7 @@ class ClickSequenceEncoder(FastTextSequenceEncoder):
             yield [t for t in map(self.token, articles) if t is not None]
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
-        if self.model_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+        self._require_model()
         out = np.zeros((len(articles), self.dim_), np.float32)
         for row, article in enumerate(articles):
             token = self.token(article)

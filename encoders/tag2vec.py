@@ -20,7 +20,7 @@ from typing import Self
 import fasttext
 import numpy as np
 
-from encoders.base import NothingToLearn, TrainingCorpus
+from encoders.base import NothingToLearn, NotFitted, TrainingCorpus
 from recall.domain import ArticleRecord, tag_token
 from recall.index import normalise
 
@@ -44,13 +44,17 @@ class FastTextSequenceEncoder:
 
     name = "fasttext"
     model_file = "model.bin"
+    requires_fit = True
     # fastText's subsampling threshold ("t"): tokens more frequent than this share of the corpus
-    # are randomly dropped. 1e-4 (its default) is made for large text corpora.
+    # are randomly dropped. 1e-4 (its default) is made for large text corpora. Each subclass sets
+    # its default here; the ``sample`` argument overrides it.
     sample = 1e-4
 
     def __init__(self, dim: int = 64, epochs: int = 10, window: int = 5, min_count: int = 1,
-                 threads: int = 2, seed: int = 7, buckets: int = 100_000, subwords: bool = True):
+                 threads: int = 2, seed: int = 7, buckets: int = 100_000, subwords: bool = True,
+                 sample: float | None = None):
         self.dim_ = dim
+        self.sample = type(self).sample if sample is None else sample
         self.epochs = epochs
         self.window = window
         self.min_count = min_count
@@ -66,16 +70,19 @@ class FastTextSequenceEncoder:
         return self.dim_
 
     def params(self) -> dict:
+        # ``threads`` is left out. fastText's lock-free (hogwild) updates make two trainings on
+        # more than one thread differ whatever the count, so keying the model on it would buy
+        # no reproducibility, only a retraining whenever the machine changes; and fit runs
+        # max(threads, INIT_THREADS) threads, so a count up to 10 does not even change that.
         return {"dim": self.dim_, "epochs": self.epochs, "window": self.window,
                 "min_count": self.min_count, "buckets": self.buckets, "subwords": self.subwords,
-                "threads": self.threads, "seed": self.seed}
+                "sample": self.sample, "seed": self.seed}
 
     def sentences(self, corpus: TrainingCorpus) -> Iterable[list[str]]:
         raise NotImplementedError
 
     def fit(self, corpus: TrainingCorpus) -> Self:
-        digest = hashlib.sha256(
-            json.dumps({**self.params(), "sample": self.sample}, sort_keys=True).encode())
+        digest = hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode())
         counts: Counter[str] = Counter()
         with tempfile.TemporaryDirectory() as tmp:
             sentences_path, init_path = Path(tmp) / "sentences.txt", Path(tmp) / "init.vec"
@@ -124,19 +131,25 @@ class FastTextSequenceEncoder:
 
     def token_vectors(self, tokens: Sequence[str]) -> np.ndarray:
         """Raw fastText vectors of tokens, shape (len(tokens), dim)."""
-        if self.model_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+        self._require_model()
         if not tokens:
             return np.zeros((0, self.dim_), np.float32)
         return np.stack([self.model_.get_word_vector(t) for t in tokens]).astype(np.float32)
+
+    def _require_model(self):
+        if self.model_ is None:
+            raise NotFitted(self.name)
+        return self.model_
 
     def knows(self, token: str) -> bool:
         return self.model_ is not None and self.model_.get_word_id(token) >= 0
 
     def save(self, directory: Path) -> None:
+        model = self._require_model()
         directory.mkdir(parents=True, exist_ok=True)
-        self.model_.save_model(str(directory / self.model_file))
-        (directory / "params.json").write_text(json.dumps({**self.params(), "version": self.version}))
+        model.save_model(str(directory / self.model_file))
+        (directory / "params.json").write_text(json.dumps(
+            {**self.params(), "threads": self.threads, "version": self.version}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -166,6 +179,7 @@ class Tag2VecEncoder(FastTextSequenceEncoder):
             yield [t for aid in clicks for t in top.get(aid, ())]
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
+        self._require_model()  # even for a batch without tags, which needs no vector
         out = np.zeros((len(articles), self.dim_), np.float32)
         for row, article in enumerate(articles):
             tags = top_tags(article)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from encoders.base import NothingToLearn, TrainingCorpus
+from encoders.base import NothingToLearn, NotFitted, TrainingCorpus
 from encoders.text import PAD_ID, UNK_ID, Vocabulary, tokenize
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
@@ -124,6 +124,7 @@ class TitleLSTMEncoder:
     encoding 60 times slower in our measurements."""
 
     name = "title2vec"
+    requires_fit = True
 
     def __init__(self, dim: int = 64, embed_dim: int = 64, hidden: int = 64, max_tokens: int = 30,
                  min_count: int = 2, max_vocab: int = 50_000, pair_window: int = 3,
@@ -155,13 +156,14 @@ class TitleLSTMEncoder:
         return self.dim_
 
     def params(self) -> dict:
+        # Not ``threads``: torch's thread count changes only the order of float sums (results
+        # in their last bits), and keying the model on it would retrain when the machine changes.
         return {"dim": self.dim_, "embed_dim": self.embed_dim, "hidden": self.hidden,
                 "max_tokens": self.max_tokens, "min_count": self.min_count,
                 "max_vocab": self.max_vocab, "pair_window": self.pair_window,
                 "min_pairs": self.min_pairs, "category_weight": self.category_weight,
                 "temperature": self.temperature, "epochs": self.epochs,
-                "batch_size": self.batch_size, "lr": self.lr, "threads": self.threads,
-                "seed": self.seed}
+                "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
 
     def _new_model(self, vocab_size: int) -> TitleNet:
         return TitleNet(vocab_size, self.embed_dim, self.hidden, self.dim_)
@@ -246,7 +248,7 @@ class TitleLSTMEncoder:
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
         if self.model_ is None or self.vocab_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+            raise NotFitted(self.name)
         out = np.zeros((len(articles), self.dim_), np.float32)
         ids = [self.vocab_.ids(tokenize(a.title), self.max_tokens) for a in articles]
         rows = [r for r, seq in enumerate(ids) if has_words(seq)]
@@ -257,11 +259,13 @@ class TitleLSTMEncoder:
         return out
 
     def save(self, directory: Path) -> None:
+        if self.model_ is None or self.vocab_ is None:
+            raise NotFitted(self.name)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model_.state_dict(), directory / "model.pt")
         (directory / "vocab.json").write_text(json.dumps(self.vocab_.to_json()))
         (directory / "params.json").write_text(json.dumps(
-            {**self.params(), "version": self.version, "objective": self.objective_}))
+            {**self.params(), "threads": self.threads, "version": self.version, "objective": self.objective_}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:

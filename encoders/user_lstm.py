@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from encoders.base import NothingToLearn
+from encoders.base import NothingToLearn, NotFitted
 from encoders.threads import torch_threads
 
 EXAMPLES_PER_EPOCH = 200_000  # bounds an epoch's time however many clicks the corpus holds
@@ -112,6 +112,7 @@ class NextClickExamples:
 
 class ClickLSTMUserEncoder:
     name = "user_lstm"
+    requires_fit = True
 
     def __init__(self, dim: int, hidden: int = 64, max_clicks: int = 10, epochs: int = 3,
                  batch_size: int = 256, lr: float = 3e-3, temperature: float = 0.1,
@@ -129,9 +130,10 @@ class ClickLSTMUserEncoder:
         self.model_: ClickLSTM | None = None
 
     def params(self) -> dict:
+        # Not ``threads``: it changes only the order of float sums (see encoders.base.Encoder.params).
         return {"dim": self.dim, "hidden": self.hidden, "max_clicks": self.max_clicks,
                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                "temperature": self.temperature, "seed": self.seed, "threads": self.threads}
+                "temperature": self.temperature, "seed": self.seed}
 
     def fit(self, sequences: Sequence[np.ndarray]) -> Self:
         """Each element: (clicks, dim) item vectors of one user's clicks, oldest first."""
@@ -172,7 +174,7 @@ class ClickLSTMUserEncoder:
         """(users, dim) unit rows from each user's last ``max_clicks`` clicks with a vector; a user
         with none gets a zero row."""
         if self.model_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+            raise NotFitted(self.name)
         recent = [usable_clicks(seq, self.dim)[-self.max_clicks:] for seq in sequences]
         counts = np.array([len(r) for r in recent], np.int64)
         clicks = torch.from_numpy(np.concatenate([np.zeros((0, self.dim), np.float32), *recent]))
@@ -189,10 +191,11 @@ class ClickLSTMUserEncoder:
 
     def save(self, directory: Path) -> None:
         if self.model_ is None:
-            raise RuntimeError(f"{self.name} is not fitted")
+            raise NotFitted(self.name)
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(self.model_.state_dict(), directory / "model.pt")
-        (directory / "params.json").write_text(json.dumps({**self.params(), "version": self.version}))
+        (directory / "params.json").write_text(json.dumps(
+            {**self.params(), "threads": self.threads, "version": self.version}))
 
     @classmethod
     def load(cls, directory: Path) -> Self:

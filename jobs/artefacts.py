@@ -1,7 +1,8 @@
 """What lets a nightly run skip work the previous run already did.
 
-* Training: an encoder's training inputs are the corpus and its hyper-parameters; when their
-  fingerprint equals the one the active build recorded, its trained model is copied, not retrained.
+* Training: an encoder's training inputs are the corpus and its hyper-parameters (``params()``);
+  when their fingerprint equals the one the active build recorded, its trained model is copied,
+  not retrained.
 * Embedding: vectors are cached by (encoder name, encoder version, article content hash), so a
   run re-embeds only new or changed articles (and every article once the encoder's version moves).
 """
@@ -15,16 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.base import TrainingCorpus
+from encoders.base import Encoder, TrainingCorpus
 from recall.domain import ArticleRecord
 from recall.sqlstore import content_hash
-
-
-def hyper_parameters(encoder) -> dict:
-    """scikit-learn's get_params by convention: public attributes not ending in "_"."""
-    return {k: v for k, v in sorted(vars(encoder).items())
-            if not k.startswith("_") and not k.endswith("_") and k != "version"
-            and isinstance(v, str | int | float | bool | type(None))}
 
 
 def corpus_fingerprint(corpus: TrainingCorpus) -> str:
@@ -36,9 +30,12 @@ def corpus_fingerprint(corpus: TrainingCorpus) -> str:
     return digest.hexdigest()
 
 
-def training_key(encoder, corpus_digest: str) -> str:
-    params = json.dumps({"encoder": type(encoder).__name__, **hyper_parameters(encoder)}, sort_keys=True)
-    return hashlib.sha256(f"{corpus_digest}\n{params}".encode()).hexdigest()[:16]
+def training_key(encoder: Encoder, corpus_digest: str) -> str:
+    """The fingerprint of a training's inputs: the corpus, the encoder's class and its
+    ``params()`` (and nothing else, so a knob it leaves out, such as a thread count, never forces
+    a retraining)."""
+    inputs = json.dumps({"encoder": type(encoder).__name__, "params": encoder.params()}, sort_keys=True)
+    return hashlib.sha256(f"{corpus_digest}\n{inputs}".encode()).hexdigest()[:16]
 
 
 class EmbeddingCache:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
@@ -31,10 +32,10 @@ from jobs.nightly import progress, run_nightly
 from jobs.runs import JobRecorder
 from recall import sqlstore
 from recall.db import make_sessionmaker
-from recall.domain import Candidate, EventRecord, RequestContext, to_unix
+from recall.domain import Candidates, EventRecord, RequestContext, to_unix
 from recall.fastpath import publish_articles
 from recall.online import OnlineStore
-from recall.routes.base import RouteConfig
+from recall.routes.base import NO_NEEDS, RouteConfig
 from recall.routes.fallback import HotRoute
 from recall.service import RecallService
 from recall.serving import ServingState
@@ -45,14 +46,18 @@ FUSED = "fused"
 
 @dataclass
 class StaticListRoute:
-    """A fixed ranked list (the training-period popularity baseline)."""
+    """A fixed ranked list (the training-period popularity baseline), as catalog rows."""
 
     name: str
-    items: list[tuple[str, float]]
+    rows: np.ndarray
+    scores: np.ndarray
     kind: str = "fallback"
+    needs = NO_NEEDS
+    windows: tuple[float, ...] = ()
 
-    def retrieve(self, ctx: RequestContext, n: int) -> list[Candidate]:
-        return [Candidate(i, s, self.name, "train_clicks", s) for i, s in self.items[:n]]
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
+        return Candidates.of(self.rows[:n], self.scores[:n], np.zeros(min(n, len(self.rows)), np.int32),
+                             self.scores[:n], ["train_clicks"])
 
 
 @dataclass
@@ -125,9 +130,14 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
     """Build at ``split`` and replay what follows. Uses (and clears) ``online``'s key prefix and
     ``settings.var_dir``: run it on a scratch prefix and directory, never on the serving ones."""
     online.flush_namespace()
+    # Every route is asked for the largest K: its precomputed neighbours must reach that deep.
+    settings = settings.model_copy(update={
+        "neighbour_depth": max(settings.neighbour_depth, max(ks) + settings.seed_count)})
     result = run_nightly(settings, engine, online, cutoff=split, console=console)
     state = ServingState.load(settings)
-    service = RecallService(online, state)
+    service = RecallService(online, state, enforce_budgets=False)
+    pipeline = service.pipeline
+    ids = state.catalog.ids
     max_k = max(ks)
     report = EvalReport(split.isoformat(sep=" "), sorted(ks), build={"version": result.version,
                                                                        **result.counts})
@@ -143,8 +153,9 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
     # the served quotas), so "route alone" and "fused" see exactly the same retrievals.
     served = [name for name in service.routes if service.configs[name].enabled]
     routes = {name: service.routes[name] for name in served}
-    routes["baseline:popular"] = StaticListRoute("baseline:popular", sorted(
-        ((i, float(c)) for i, (c, _) in popular.items() if c), key=lambda x: -x[1]))
+    ranked = sorted(((i, float(c)) for i, (c, _) in popular.items() if c), key=lambda x: -x[1])
+    routes["baseline:popular"] = StaticListRoute("baseline:popular", state.catalog.ensure([i for i, _ in ranked]),
+                                                 np.array([c for _, c in ranked], np.float32))
     routes[f"baseline:hot{hot_hours:g}h"] = HotRoute(f"baseline:hot{hot_hours:g}h", window_hours=hot_hours)
     retrieval = {name: RouteConfig(name, quota=max_k) for name in routes}
     for system in [FUSED, *routes]:
@@ -156,7 +167,7 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
         for ts, kind, payload in steps:
             bar.advance(task)
             if kind == 0:
-                publish_articles(state, online, [payload])
+                publish_articles(pipeline, online, [payload])
                 continue
             clicked = {e.article_id for e in payload if e.kind == "click" and e.impression_id}
             if clicked:
@@ -164,14 +175,15 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
                 report.clicks += len(clicked)
                 report.clicks_on_new_articles += len(clicked & new_articles.keys())
                 user = payload[0].user_id
-                retrieved = service.retrieve(user, routes, retrieval, now=ts)
+                retrieved = service.retrieve(pipeline, user, routes, retrieval, now=ts)
                 fused, _ = service.merger.merge({r: retrieved.per_route[r] for r in served},
-                                                service.configs, max_k)
-                lists = {FUSED: fused, **retrieved.per_route}
+                                                service.configs, max_k, ids)
+                lists = {FUSED: [f.item_id for f in fused],
+                         **{r: [ids[row] for row in c.rows] for r, c in retrieved.per_route.items()}}
                 found_by: dict[str, list[str]] = defaultdict(list)
                 for system, found in lists.items():
                     report.list_sizes[system] += len(found)
-                    rank = {c.item_id: r for r, c in enumerate(found)}
+                    rank = {item: r for r, item in enumerate(found)}
                     for k in ks:
                         report.hits[system][k] += sum(1 for a in clicked if rank.get(a, max_k) < k)
                     if system in served:

@@ -39,7 +39,8 @@ from recall.db import make_sessionmaker
 from recall.domain import ArticleRecord, to_unix
 from recall.index import BuildStore, VectorIndex
 from recall.online import OnlineStore
-from recall.routes import ROUTES
+from recall.routeconfig import load_route_configs
+from recall.routes import ROUTES, default_configs
 from recall.settings import Settings
 
 EMBED_BATCH = 512
@@ -159,6 +160,9 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
     encoders: dict[str, object] = {}
     user_vectors: dict[str, dict[str, np.ndarray]] = {}  # kind -> user -> vector (the DSSM tower's)
     wanted = None if settings.build_encoders == "all" else set(settings.build_encoders.split(","))
+    with sessions() as session:
+        configs = {**default_configs(), **load_route_configs(session)}
+    searched = {spec.searches for spec in ROUTES.values() if spec.searches}  # HNSW when large
     with progress(console) as bar:
         for route, encoder_name in vector_routes().items():
             if wanted is not None and encoder_name not in wanted:
@@ -196,11 +200,19 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
                 index = VectorIndex.build([a.id for a in articles], vectors, route=route,
                                           encoder=encoder_name, encoder_version=encoder.version,
                                           built_at=utcnow().isoformat(timespec="seconds"))
-                index.save(staging / "indexes" / route)
                 m.update(count=len(index), dim=index.dim)
-                manifest_routes[route] = index.manifest
-                counts[f"index:{route}"] = len(index)
-                indexes[route], encoders[encoder_name] = index, encoder
+                if route in searched:
+                    m.update(index.build_ann(settings.ann_threshold, settings.ann_min_recall, settings.seed))
+            if ROUTES[route].kind == "i2i":
+                with run.step(f"neighbours:{route}") as m:
+                    floor = float(configs[route].params.get("cosine_floor", settings.default_cosine_floor))
+                    table = index.compute_neighbours(settings.neighbour_depth, floor)
+                    m.update(items=index.built, depth=table.depth, floor=floor, pairs=int(len(table.rows)),
+                             mean_neighbours=round(len(table.rows) / max(index.built, 1), 1))
+            index.save(staging / "indexes" / route)
+            manifest_routes[route] = index.manifest
+            counts[f"index:{route}"] = len(index)
+            indexes[route], encoders[encoder_name] = index, encoder
             if hasattr(encoder, "encode_users"):
                 with run.step(f"users:{encoder_name}") as m:
                     user_vectors[encoder_name] = dict(zip(corpus.click_sequences, encode_users(encoder, corpus)))

@@ -297,6 +297,7 @@ def finish_scheme(settings: Settings, model: clustering.ClusterModel, members: d
             ids, vectors = fresh_articles(catalog, index, cutoff_ts, settings.cluster_centre_fresh_hours)
             lists = nearest(queries, ids, vectors, settings.cluster_centre_candidates)
             centre_lists = dict(zip(model.labels, lists))
+    model.centre_lists = centre_lists  # served from the build; Redis keeps a copy for the admin pages
     sizes = [p.size for p in described]
     metrics["sizes"] = metrics.get("sizes") or clustering.size_distribution(sizes)
     model.meta = {k: v for k, v in metrics.items() if k != "elbow"}

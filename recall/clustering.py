@@ -168,6 +168,10 @@ class ClusterModel:
     ratio: float = 1.15
     top_k: int = 2
     meta: dict = field(default_factory=dict)
+    # label -> the fresh articles nearest its centre as (id, similarity), best first (nightly);
+    # ``centre_rows`` holds the same as (catalog rows, scores) once bound to a serving catalog.
+    centre_lists: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    centre_rows: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _rows: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -187,10 +191,23 @@ class ClusterModel:
             return None
         return self.group_vectors[self._rows[label]]
 
+    def bind(self, catalog) -> None:
+        self.centre_rows = {label: (catalog.ensure([i for i, _ in items]),
+                                    np.array([s for _, s in items], np.float32))
+                            for label, items in self.centre_lists.items()}
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {name: value for name, value in
                   (("centres", self.centres), ("group_vectors", self.group_vectors)) if value is not None}
+        if self.centre_lists:  # (k, longest) arrays, padded with "" and NaN
+            width = max(map(len, self.centre_lists.values()))
+            ids = np.full((len(self.labels), width), "", dtype=object)
+            scores = np.full((len(self.labels), width), np.nan, np.float32)
+            for label, items in self.centre_lists.items():
+                ids[self._rows[label], : len(items)] = [i for i, _ in items]
+                scores[self._rows[label], : len(items)] = [s for _, s in items]
+            arrays.update(centre_ids=ids.astype(str), centre_scores=scores)
         np.savez(directory / f"{self.scheme}.npz", **arrays)
         (directory / f"{self.scheme}.json").write_text(json.dumps({
             "scheme": self.scheme, "kind": self.kind, "vector_kind": self.vector_kind,
@@ -203,4 +220,9 @@ class ClusterModel:
     def load(cls, directory: Path, scheme: str) -> ClusterModel:
         spec = json.loads((directory / f"{scheme}.json").read_text())
         with np.load(directory / f"{scheme}.npz") as arrays:
-            return cls(**spec, centres=arrays.get("centres"), group_vectors=arrays.get("group_vectors"))
+            centre_lists = {}
+            if "centre_ids" in arrays:
+                for label, ids, scores in zip(spec["labels"], arrays["centre_ids"], arrays["centre_scores"]):
+                    centre_lists[label] = [(i, float(s)) for i, s in zip(ids.tolist(), scores.tolist()) if i]
+            return cls(**spec, centres=arrays.get("centres"), group_vectors=arrays.get("group_vectors"),
+                       centre_lists=centre_lists)

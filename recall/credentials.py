@@ -20,6 +20,9 @@ import functools
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -180,16 +183,97 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
-def check_key(session: Session, presented: str) -> KeyCheck:
-    """Whether a presented key is valid; a valid key's last use is recorded (to the minute)."""
+def verify_key(session: Session, presented: str) -> tuple[KeyCheck, str | None]:
+    """Whether a presented key is valid, and its id when it names one."""
     parts = _split_key(presented)
     key = session.get(ApiKey, parts[0]) if parts else None
     if key is None or not hmac.compare_digest(_sha256(parts[1]), key.secret_sha256):
-        return KeyCheck.UNKNOWN
-    if key.revoked_at is not None:
-        return KeyCheck.REVOKED
+        return KeyCheck.UNKNOWN, None
+    return (KeyCheck.REVOKED if key.revoked_at is not None else KeyCheck.VALID), key.id
+
+
+def record_use(session: Session, key_ids: set[str]) -> None:
+    """Stamp ``last_used_at`` of keys used since the last call (to the minute)."""
     now = _utcnow()
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
-        key.last_used_at = now
-        session.commit()
-    return KeyCheck.VALID
+    for key in session.scalars(select(ApiKey).where(ApiKey.id.in_(key_ids))):
+        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+            key.last_used_at = now
+    session.commit()
+
+
+def check_key(session: Session, presented: str) -> KeyCheck:
+    """Whether a presented key is valid; a valid key's last use is recorded (to the minute)."""
+    outcome, key_id = verify_key(session, presented)
+    if outcome is KeyCheck.VALID:
+        record_use(session, {key_id})
+    return outcome
+
+
+@dataclass(slots=True)
+class _Verdict:
+    outcome: KeyCheck
+    key_id: str | None
+    checked_at: float
+
+
+class KeyCache:
+    """API keys verified in memory, so that the read path never touches SQL.
+
+    A key is verified against SQL on its first use and again once its verdict is older than
+    ``ttl`` seconds (at most 60); ``refresh`` (every reload tick) re-checks every cached key in
+    one query and writes ``last_used_at`` of the keys used since. A revoked key therefore stops
+    working within one reload tick, and at the latest after ``ttl``. Verdicts are held by the
+    key's sha256, never the key; unknown keys are cached too (a flood of wrong keys costs no
+    SQL), and the cache is emptied when it reaches ``max_entries``.
+    """
+
+    def __init__(self, sessions, ttl: float = 60.0, max_entries: int = 10_000):
+        self.sessions = sessions
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._verdicts: dict[str, _Verdict] = {}
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+
+    def cached(self, presented: str) -> KeyCheck | None:
+        """The verdict if a fresh one is cached (no I/O), else None."""
+        verdict = self._verdicts.get(_sha256(presented))
+        if verdict is None or time.monotonic() - verdict.checked_at > self.ttl:
+            return None
+        if verdict.outcome is KeyCheck.VALID:
+            self._used.add(verdict.key_id)
+        return verdict.outcome
+
+    def check(self, presented: str) -> KeyCheck:
+        outcome = self.cached(presented)
+        if outcome is not None:
+            return outcome
+        with self.sessions() as session:
+            outcome, key_id = verify_key(session, presented)
+        with self._lock:
+            if len(self._verdicts) >= self.max_entries:
+                self._verdicts.clear()
+            self._verdicts[_sha256(presented)] = _Verdict(outcome, key_id, time.monotonic())
+            if outcome is KeyCheck.VALID:
+                self._used.add(key_id)
+        return outcome
+
+    def refresh(self) -> None:
+        """Re-check every cached key against SQL and record the keys' last use."""
+        with self._lock:
+            used, self._used = self._used, set()
+            verdicts = dict(self._verdicts)
+        ids = {v.key_id for v in verdicts.values() if v.key_id}
+        with self.sessions() as session:
+            revoked = {key.id: key.revoked_at is not None
+                       for key in session.scalars(select(ApiKey).where(ApiKey.id.in_(ids)))} if ids else {}
+            if used:
+                record_use(session, used)
+        now = time.monotonic()
+        with self._lock:
+            for digest, verdict in verdicts.items():
+                if verdict.key_id is None:
+                    continue
+                outcome = KeyCheck.UNKNOWN if verdict.key_id not in revoked else (
+                    KeyCheck.REVOKED if revoked[verdict.key_id] else KeyCheck.VALID)
+                self._verdicts[digest] = _Verdict(outcome, verdict.key_id, now)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -27,9 +28,9 @@ def to_unix(dt: datetime | None) -> float | None:
     return (dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt).timestamp()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
-    """One article proposed by one route, with what led there."""
+    """One article proposed by one route, with what led there (made only for what is shown)."""
 
     item_id: str
     score: float
@@ -47,10 +48,21 @@ class Candidate:
 
 
 @dataclass(slots=True)
+class Provenance:
+    """One route behind a fused candidate; its fields are the response's, in order (orjson
+    serialises these dataclasses directly)."""
+
+    route: str
+    seed: str | None
+    raw_similarity: float | None
+    score: float
+
+
+@dataclass(slots=True)
 class FusedCandidate:
     item_id: str
     score: float
-    routes: list[Candidate]
+    routes: list[Provenance]
 
 
 @dataclass(slots=True)
@@ -93,51 +105,130 @@ class EventRecord:
     source: str = "api"
 
 
+class RouteTimeout(RuntimeError):
+    """A route ran past its time budget and was stopped (``Deadline.check``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a route must have answered, on ``time.perf_counter``'s clock. Routes call
+    ``check`` between their steps; the service also drops an answer that came too late."""
+
+    at: float = float("inf")
+
+    @classmethod
+    def after(cls, ms: float) -> Deadline:
+        return cls(time.perf_counter() + ms / 1000)
+
+    def check(self) -> None:
+        if time.perf_counter() > self.at:
+            raise RouteTimeout("route ran past its time budget")
+
+
 @dataclass(slots=True)
-class WindowStats:
-    """Clicks and impressions per article over a recent window of event time."""
+class Candidates:
+    """One route's candidates as columns, best first: catalog rows, scores, and what led there.
 
-    clicks: dict[str, float] = field(default_factory=dict)
-    impressions: dict[str, float] = field(default_factory=dict)
+    ``seeds`` index ``seed_labels`` (the clicked article, tag group, cluster or list behind a
+    candidate; -1: none); ``raw`` is the raw similarity (NaN where the route has none).
+    Objects (``Candidate``) are made only for what a response returns.
+    """
 
-    def ctr(self, item_id: str, prior_clicks: float = 1.0, prior_impressions: float = 20.0) -> float:
-        """Smoothed click-through rate; the prior (1 in 20) keeps rare items from ranking top."""
-        c = self.clicks.get(item_id, 0.0)
-        return (c + prior_clicks) / (self.impressions.get(item_id, 0.0) + prior_impressions)
+    rows: np.ndarray  # int32 catalog rows, unique
+    scores: np.ndarray  # float32
+    seeds: np.ndarray  # int32 into seed_labels, -1: none
+    raw: np.ndarray  # float32, NaN: none
+    seed_labels: Sequence[str] = ()
 
-    def mean_ctr(self) -> float:
-        return (sum(self.clicks.values()) + 1.0) / (sum(self.impressions.values()) + 20.0)
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int32),
+                   np.zeros(0, np.float32))
+
+    @classmethod
+    def of(cls, rows, scores, seeds=None, raw=None, seed_labels: Sequence[str] = ()) -> Candidates:
+        rows = np.asarray(rows, np.int32)
+        n = len(rows)
+        return cls(rows, np.asarray(scores, np.float32),
+                   np.full(n, -1, np.int32) if seeds is None else np.asarray(seeds, np.int32),
+                   np.full(n, np.nan, np.float32) if raw is None else np.asarray(raw, np.float32),
+                   seed_labels)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, index: np.ndarray) -> Candidates:
+        """The candidates at ``index`` (positions or a boolean mask), labels shared."""
+        return Candidates(self.rows[index], self.scores[index], self.seeds[index], self.raw[index],
+                          self.seed_labels)
+
+    def with_scores(self, scores: np.ndarray) -> Candidates:
+        """The same candidates rescored, re-sorted best first (stable: ties keep their order)."""
+        order = np.argsort(-scores, kind="stable")
+        return Candidates(self.rows[order], scores[order].astype(np.float32), self.seeds[order],
+                          self.raw[order], self.seed_labels)
+
+    def candidate(self, i: int, route: str, ids: Sequence[str]) -> Candidate:
+        seed = int(self.seeds[i])
+        raw = float(self.raw[i])
+        return Candidate(ids[int(self.rows[i])], float(self.scores[i]), route,
+                         self.seed_labels[seed] if seed >= 0 else None, None if raw != raw else raw)
+
+    def to_list(self, route: str, ids: Sequence[str], limit: int | None = None) -> list[Candidate]:
+        """Provenance objects for the first ``limit`` (admin pages, tests)."""
+        return [self.candidate(i, route, ids) for i in range(min(len(self), limit or len(self)))]
 
 
-def _no_stats(_hours: float) -> WindowStats:
-    return WindowStats()
+def top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` highest scores, best first (``argpartition``, then sort the n)."""
+    if n <= 0 or not len(scores):
+        return np.zeros(0, np.int64)
+    if n < len(scores):
+        part = np.argpartition(-scores, n - 1)[:n]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")
 
 
-def _no_fresh(_n: int) -> list[tuple[str, float]]:
-    return []
+@dataclass(frozen=True, slots=True)
+class ContextNeeds:
+    """What a route reads from the user's Redis state; a request fetches the union of its
+    routes' needs (``OnlineStore.fetch_context``). Recent clicks and the seen set always come."""
 
+    vector_kinds: tuple[str, ...] = ()
+    profile: bool = False
+    clusters: bool = False
+    list_kinds: tuple[str, ...] = ()  # cluster lists: "cf", "centre"
+    list_depth: int = 0
 
-def _no_lists(_kind: str, _clusters: list[tuple[str, str]], _n: int) -> dict:
-    return {}
+    def __or__(self, other: ContextNeeds) -> ContextNeeds:
+        return ContextNeeds(tuple(dict.fromkeys(self.vector_kinds + other.vector_kinds)),
+                            self.profile or other.profile, self.clusters or other.clusters,
+                            tuple(dict.fromkeys(self.list_kinds + other.list_kinds)),
+                            max(self.list_depth, other.list_depth))
 
 
 @dataclass(slots=True)
 class RequestContext:
-    """Everything a route may read for one request, prefetched in one Redis round trip."""
+    """Everything a route may read for one request: the user's Redis state (prefetched in at
+    most two pipelined round trips), the live snapshot (hot, fresh, hidden) and the deadline.
+
+    Routes read it and do no I/O. ``cluster_lists`` maps (list kind, scheme, label) to that
+    cluster's list as (catalog rows, scores), best first.
+    """
 
     user_id: str
     now: float  # unix seconds; the replay sets it to the event time
     recent_clicks: list[str] = field(default_factory=list)  # newest first
+    click_times: list[float] = field(default_factory=list)
     user_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     category: str | None = None
     profile: Any = None  # recall.profiles.UserProfile (None: not fetched)
     clusters: dict[str, list[str]] = field(default_factory=dict)  # scheme -> labels, nearest first
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Global lists shared by all users, read through minute-long in-process caches.
-    window_stats: Callable[[float], WindowStats] = _no_stats
-    fresh: Callable[[int], list[tuple[str, float]]] = _no_fresh
-    # (list kind "cf" | "centre", [(scheme, label)], n) -> each cluster's list, one round trip.
-    cluster_lists: Callable[[str, list[tuple[str, str]], int], dict] = _no_lists
+    seen_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    cluster_lists: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    live: Any = None  # recall.live.LiveSnapshot
+    deadline: Deadline = field(default_factory=Deadline)
+    degraded: bool = False  # Redis did not answer: the user's own state is missing
 
     @property
     def is_cold(self) -> bool:

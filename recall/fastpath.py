@@ -21,34 +21,40 @@ from recall.catalog import ItemMeta
 from recall.domain import ArticleRecord, to_unix
 from recall.online import OnlineStore
 from recall.routes import ROUTES
-from recall.serving import ServingState
 
 
-def publish_articles(state: ServingState, online: OnlineStore, articles: Sequence[ArticleRecord]) -> dict[str, int]:
-    """Add articles to the live indexes, catalog and fresh list; returns vectors added per route."""
+def publish_articles(pipeline, online: OnlineStore, articles: Sequence[ArticleRecord]) -> dict[str, int]:
+    """Add articles to the catalog, the live delta of every vector route and the fresh list
+    (Redis' and this process' snapshot); returns vectors added per route.
+
+    An article the build already holds keeps its build vector (its metadata is updated): an
+    edit reaches the vectors with the next build, and a re-post costs no encoding.
+    """
+    state = pipeline.state
+    for article in articles:
+        state.catalog.put(article.id, ItemMeta.of(article))
     added: dict[str, int] = {}
     for route, index in state.indexes.items():
         spec = ROUTES.get(route)
         encoder = state.encoder(spec.encoder) if spec and spec.encoder else None
-        if encoder is not None and articles:
-            added[route] = index.add([a.id for a in articles], encoder.encode(articles))
-    for article in articles:
-        state.catalog.put(article.id, ItemMeta.of(article))
-    online.publish_articles([
-        (a.id, to_unix(a.published_at) or 0.0) for a in articles if a.status == "active"
-    ])
+        new = [a for a in articles if a.id not in index.row_of]
+        if encoder is not None and new:
+            added[route] = index.add([a.id for a in new], encoder.encode(new))
+    fresh = [(a.id, to_unix(a.published_at) or 0.0) for a in articles if a.status == "active"]
+    pipeline.live.publish(fresh)
+    online.publish_articles(fresh)
     return added
 
 
-def catch_up(state: ServingState, online: OnlineStore, sessions: sessionmaker[Session],
-             batch: int = 500) -> int:
+def catch_up(pipeline, online: OnlineStore, sessions: sessionmaker[Session], batch: int = 500) -> int:
     """Publish up to ``batch`` articles changed in SQL since ``state.live_until``; returns how
     many. The watermark only moves past what was published, so a failure retries next tick."""
+    state = pipeline.state
     if state.live_until is None:
         return 0
     with sessions() as session:
         changed = sqlstore.articles_updated_after(session, state.live_until, batch)
     if changed:
-        publish_articles(state, online, [record for record, _ in changed])
+        publish_articles(pipeline, online, [record for record, _ in changed])
         state.live_until = changed[-1][1]
     return len(changed)

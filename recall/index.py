@@ -5,9 +5,11 @@ A build is one directory ``builds/{version}/`` written by the nightly job::
     manifest.json                 version, built_at, routes and encoders in the build
     catalog.jsonl                 article metadata the filters need (category, times, status)
     models/{encoder}/...          trained encoders
-    indexes/{route}/index.faiss   one FAISS index per vector route
+    indexes/{route}/vectors.npy   one index per vector route: L2-normalised vectors (mmap)
     indexes/{route}/ids.json      row -> article id
-    indexes/{route}/manifest.json route, encoder, encoder version, count, dim, built_at
+    indexes/{route}/ann.faiss     an HNSW graph, for indexes searched at request time when large
+    indexes/{route}/neighbours/   i2i routes: every article's precomputed neighbours (CSR, mmap)
+    indexes/{route}/manifest.json route, encoder, encoder version, count, dim, built_at, ANN recall
 
 It is written under ``builds/.tmp-{version}`` and renamed into place when complete; the file
 ``builds/ACTIVE`` names the serving version and is replaced atomically (``os.replace``), so a
@@ -22,7 +24,7 @@ import os
 import shutil
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,85 +40,291 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
 
 
-class VectorIndex:
-    """Exact inner-product search over L2-normalised vectors, with string ids and live adds."""
+def mapped(path: Path) -> np.ndarray:
+    """A read-only memory-mapped array, as a plain ndarray: slicing a ``np.memmap`` runs Python
+    code per slice, slicing an ndarray view of the same pages does not."""
+    return np.load(path, mmap_mode="r").view(np.ndarray)
 
-    def __init__(self, dim: int, manifest: dict[str, Any] | None = None):
-        self.dim = dim
-        self.manifest = dict(manifest or {})
-        self.ids: list[str] = []
-        self.row_of: dict[str, int] = {}
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._lock = threading.RLock()
+
+@dataclass(frozen=True)
+class NeighbourTable:
+    """Each build article's nearest neighbours in one index, above a cosine floor, best first:
+    CSR arrays over index rows (``offsets[r]:offsets[r + 1]`` are row r's), memory-mapped."""
+
+    offsets: np.ndarray  # int64, rows + 1
+    rows: np.ndarray  # int32 index rows
+    sims: np.ndarray  # float32 cosines
+    depth: int
+    floor: float
+
+    def of(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        start, end = self.offsets[row], self.offsets[row + 1]
+        return self.rows[start:end], self.sims[start:end]
+
+    @classmethod
+    def compute(cls, vectors: np.ndarray, depth: int, floor: float, batch: int = 2048) -> NeighbourTable:
+        """Exact search of every row against all rows (faiss, blocked), itself left out."""
+        parts_rows, parts_sims, counts = [], [], []
+        k = min(depth + 1, len(vectors))
+        for start in range(0, len(vectors), batch):
+            sims, rows = faiss.knn(np.ascontiguousarray(vectors[start:start + batch]), vectors, k,
+                                   metric=faiss.METRIC_INNER_PRODUCT)
+            own = np.arange(start, start + len(rows))[:, None]
+            keep = (rows >= 0) & (rows != own) & (sims >= floor)
+            keep &= np.cumsum(keep, axis=1) <= depth
+            parts_rows.append(rows[keep].astype(np.int32))
+            parts_sims.append(sims[keep].astype(np.float32))
+            counts.append(keep.sum(axis=1))
+        offsets = np.zeros(len(vectors) + 1, np.int64)
+        if counts:
+            np.cumsum(np.concatenate(counts), out=offsets[1:])
+        return cls(offsets, np.concatenate(parts_rows) if parts_rows else np.zeros(0, np.int32),
+                   np.concatenate(parts_sims) if parts_sims else np.zeros(0, np.float32), depth, floor)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("offsets", "rows", "sims"):
+            np.save(directory / f"{name}.npy", getattr(self, name))
+        (directory / "table.json").write_text(json.dumps({"depth": self.depth, "floor": self.floor}))
+
+    @classmethod
+    def load(cls, directory: Path) -> NeighbourTable:
+        meta = json.loads((directory / "table.json").read_text())
+        return cls(*(mapped(directory / f"{name}.npy") for name in ("offsets", "rows", "sims")),
+                   depth=int(meta["depth"]), floor=float(meta["floor"]))
+
+
+@dataclass(frozen=True)
+class LiveDelta:
+    """Articles added after the build (the fast path): searched exactly, never written into the
+    build's files. Replaced whole on every change (copy on write), so a reader holding one
+    sees it consistent."""
+
+    ids: tuple[str, ...] = ()
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # Per delta article, its neighbours among the build's rows (index rows, cosines).
+    neighbours: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    catalog_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def position(self, item_id: str) -> int | None:
+        try:
+            return self.ids.index(item_id)
+        except ValueError:
+            return None
+
+
+def top_k_rows(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row, the k best (positions, sims), best first; -1 / -inf pad short rows."""
+    m, width = sims.shape
+    if width == 0 or k <= 0:
+        return np.full((m, max(k, 0)), -1, np.int64), np.full((m, max(k, 0)), -np.inf, np.float32)
+    kk = min(k, width)
+    part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < width else np.tile(np.arange(width), (m, 1))
+    part_sims = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-part_sims, axis=1, kind="stable")
+    rows, best = np.take_along_axis(part, order, axis=1), np.take_along_axis(part_sims, order, axis=1)
+    if kk < k:
+        rows = np.pad(rows, ((0, 0), (0, k - kk)), constant_values=-1)
+        best = np.pad(best, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+    return rows, best.astype(np.float32)
+
+
+class VectorIndex:
+    """L2-normalised vectors of one encoder, searched by inner product (= cosine).
+
+    The build part is immutable and memory-mapped: ``vectors.npy`` (rows 0..built-1), an HNSW
+    graph over them when the index is large (``ann``), and for i2i routes a precomputed
+    ``NeighbourTable``. Articles the fast path adds go to a small ``LiveDelta`` (rows
+    built..len-1), searched exactly and merged into every answer. Index rows are not catalog
+    rows: ``catalog_rows`` maps them once the index is bound to a build's catalog.
+    """
+
+    def __init__(self, ids: Sequence[str], vectors: np.ndarray, manifest: dict[str, Any] | None = None,
+                 ann: faiss.Index | None = None, neighbours: NeighbourTable | None = None):
+        self.ids = list(ids)
+        self.row_of = {item_id: row for row, item_id in enumerate(self.ids)}
+        self.vectors = vectors
+        self.dim = int(vectors.shape[1])
+        self.manifest = dict(manifest or {})
+        self.ann = ann
+        self.neighbours = neighbours
+        self.delta = LiveDelta(vectors=np.zeros((0, self.dim), np.float32))
+        self.catalog = None  # recall.catalog.ItemCatalog, once bound
+        self.catalog_rows = np.zeros(0, np.int32)  # build row -> catalog row
+        self._write = threading.Lock()
+
+    def bind(self, catalog) -> None:
+        """Map the index's rows to ``catalog``'s (the serving build's): routes return catalog rows."""
+        self.catalog = catalog
+        self.catalog_rows = catalog.ensure(self.ids)
+
+    def to_catalog(self, rows: np.ndarray, delta: LiveDelta) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        out = np.empty(len(rows), np.int32)
+        built = rows < self.built
+        out[built] = self.catalog_rows[rows[built]]
+        out[~built] = delta.catalog_rows[rows[~built] - self.built]
+        return out
+
+    @property
+    def built(self) -> int:
+        return len(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids) + len(self.delta)
+
+    def __contains__(self, item_id: str) -> bool:
+        return self.row(item_id) is not None
+
     @classmethod
     def build(cls, ids: Sequence[str], vectors: np.ndarray, **manifest: Any) -> VectorIndex:
-        vectors = normalise(vectors)
-        index = cls(vectors.shape[1], manifest)
-        index.add(ids, vectors)
-        return index
-
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        """Add or replace vectors; rows that are all zero (nothing to encode) are skipped."""
+        """An index of the rows that have a vector (all-zero rows: nothing to encode, skipped)."""
         vectors = normalise(vectors)
         keep = np.linalg.norm(vectors, axis=1) > 0
-        with self._lock:
-            replaced = [self.row_of[i] for i, k in zip(ids, keep) if k and i in self.row_of]
-            if replaced:
-                self._index.remove_ids(np.asarray(replaced, dtype=np.int64))
-            rows = []
-            for item_id, k in zip(ids, keep):
-                if not k:
-                    continue
-                row = self.row_of.get(item_id)
-                if row is None:
-                    row = len(self.ids)
-                    self.ids.append(item_id)
-                    self.row_of[item_id] = row
-                rows.append(row)
-            if rows:
-                self._index.add_with_ids(vectors[keep], np.asarray(rows, dtype=np.int64))
-            self.manifest["count"] = len(self.ids)
-        return len(rows)
+        return cls([i for i, k in zip(ids, keep) if k], np.ascontiguousarray(vectors[keep]),
+                   {**manifest, "count": int(keep.sum())})
+
+    # ---- rows and vectors -----------------------------------------------------------------
+    def row(self, item_id: str, delta: LiveDelta | None = None) -> int | None:
+        row = self.row_of.get(item_id)
+        if row is not None:
+            return row
+        position = (delta or self.delta).position(item_id)
+        return None if position is None else self.built + position
+
+    def id_of(self, row: int, delta: LiveDelta | None = None) -> str:
+        return self.ids[row] if row < self.built else (delta or self.delta).ids[row - self.built]
 
     def vector(self, item_id: str) -> np.ndarray | None:
-        row = self.row_of.get(item_id)
+        delta = self.delta
+        row = self.row(item_id, delta)
         if row is None:
             return None
-        with self._lock:
-            return self._index.reconstruct(row)
+        return np.array(self.vectors[row] if row < self.built else delta.vectors[row - self.built])
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """For each query row, up to k (id, cosine) pairs, best first."""
-        if not len(self.ids) or k <= 0:
-            return [[] for _ in range(len(queries))]
+    def vectors_at(self, rows: Sequence[int], delta: LiveDelta) -> np.ndarray:
+        return np.stack([self.vectors[r] if r < self.built else delta.vectors[r - self.built] for r in rows]) \
+            if len(rows) else np.zeros((0, self.dim), np.float32)
+
+    # ---- search ---------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, delta: LiveDelta | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """For each query row, the k nearest (index rows, cosines), best first; -1 / -inf pad
+        rows that have fewer. The build part by HNSW when it has one (exact below the size
+        threshold), the live delta exactly."""
+        delta = delta or self.delta
         q = normalise(np.atleast_2d(queries))
-        with self._lock:
-            scores, rows = self._index.search(q, min(k, len(self.ids)))
-        return [
-            [(self.ids[r], float(s)) for s, r in zip(srow, rrow) if r >= 0]
-            for srow, rrow in zip(scores, rows)
-        ]
+        if k <= 0 or not len(q):
+            return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+        if self.ann is not None:
+            sims, rows = self.ann.search(q, min(k, self.built))
+            if len(delta):
+                rows = np.concatenate([rows, self.built + np.arange(len(delta))[None, :].repeat(len(q), 0)], axis=1)
+                sims = np.concatenate([sims, q @ delta.vectors.T], axis=1)
+            sims = np.where(rows >= 0, sims, -np.inf)
+            best, best_sims = top_k_rows(sims, k)
+            return np.where(best >= 0, np.take_along_axis(rows, np.maximum(best, 0), axis=1), -1), best_sims
+        # Exact below the ANN threshold: one matrix product over build and delta (numpy beats
+        # faiss' knn for a handful of queries; measured 0.1 against 0.3 ms at 2k rows).
+        sims = q @ self.vectors.T
+        if len(delta):
+            sims = np.concatenate([sims, q @ delta.vectors.T], axis=1)
+        return top_k_rows(sims, k)
 
+    # ---- the live delta ---------------------------------------------------------------------
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
+        """Add articles published after the build to the live delta (a new vector replaces an
+        earlier delta one). Articles the build already holds keep their build vector until the
+        next build; all-zero rows (nothing to encode) are skipped. Returns how many were added."""
+        vectors = normalise(vectors)
+        with self._write:
+            delta = self.delta
+            kept = {item_id: v for item_id, v in zip(ids, vectors)
+                    if item_id not in self.row_of and np.any(v)}
+            if not kept:
+                return 0
+            keep_old = [n for n, item_id in enumerate(delta.ids) if item_id not in kept]
+            new_vectors = np.stack(list(kept.values())).astype(np.float32)
+            own = self._build_neighbours(new_vectors)
+            new_rows = self.catalog.ensure(list(kept)) if self.catalog is not None else np.zeros(len(kept), np.int32)
+            self.delta = LiveDelta(
+                tuple(delta.ids[n] for n in keep_old) + tuple(kept),
+                np.concatenate([delta.vectors[keep_old], new_vectors]),
+                tuple(delta.neighbours[n] for n in keep_old) + own,
+                np.concatenate([delta.catalog_rows[keep_old], new_rows]).astype(np.int32))
+            self.manifest["count"] = len(self)
+        return len(kept)
+
+    def _build_neighbours(self, vectors: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """New articles' neighbours among the build's rows, as the build's table holds them."""
+        table = self.neighbours
+        if table is None or not self.built:
+            return tuple((np.zeros(0, np.int32), np.zeros(0, np.float32)) for _ in vectors)
+        sims, rows = faiss.knn(vectors, self.vectors, min(table.depth, self.built),
+                               metric=faiss.METRIC_INNER_PRODUCT)
+        return tuple((r[(r >= 0) & (s >= table.floor)].astype(np.int32), s[(r >= 0) & (s >= table.floor)])
+                     for r, s in zip(rows, sims))
+
+    # ---- build-time structures ------------------------------------------------------------------
+    def compute_neighbours(self, depth: int, floor: float) -> NeighbourTable:
+        self.neighbours = NeighbourTable.compute(self.vectors, depth, floor)
+        return self.neighbours
+
+    def build_ann(self, threshold: int, min_recall: float, seed: int = 7, sample: int = 200) -> dict[str, Any]:
+        """An HNSW graph over the build part when it holds more than ``threshold`` vectors.
+        Its recall@100 against exact search on a sample of the index's own vectors is measured,
+        and efSearch doubled until it reaches ``min_recall``; both are recorded."""
+        if self.built <= threshold:
+            self.ann = None
+            self.manifest["ann"] = None
+            return {"ann": "exact", "count": self.built}
+        hnsw = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 200
+        hnsw.add(np.ascontiguousarray(self.vectors))
+        rng = np.random.default_rng(seed)
+        queries = np.ascontiguousarray(self.vectors[np.sort(rng.choice(self.built, min(sample, self.built), replace=False))])
+        k = min(100, self.built)
+        _, exact = faiss.knn(queries, self.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        ef, recall = 64, 0.0
+        while True:
+            hnsw.hnsw.efSearch = ef
+            _, approx = hnsw.search(queries, k)
+            recall = float(np.mean([len(np.intersect1d(a, e)) / k for a, e in zip(approx, exact)]))
+            if recall >= min_recall or ef >= 4096:
+                break
+            ef *= 2
+        self.ann = hnsw
+        info = {"kind": "hnsw", "M": 32, "efConstruction": 200, "efSearch": ef,
+                "recall_at_100": round(recall, 4), "sample": len(queries)}
+        self.manifest["ann"] = info
+        return {"ann": "hnsw", "count": self.built, **info}
+
+    # ---- files -----------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            faiss.write_index(self._index, str(directory / "index.faiss"))
-            (directory / "ids.json").write_text(json.dumps(self.ids))
-            manifest = {**self.manifest, "dim": self.dim, "count": len(self.ids)}
+        np.save(directory / "vectors.npy", np.ascontiguousarray(self.vectors, dtype=np.float32))
+        (directory / "ids.json").write_text(json.dumps(self.ids))
+        if self.ann is not None:
+            faiss.write_index(self.ann, str(directory / "ann.faiss"))
+        if self.neighbours is not None:
+            self.neighbours.save(directory / "neighbours")
+        manifest = {**self.manifest, "dim": self.dim, "count": self.built,
+                    "neighbour_depth": self.neighbours.depth if self.neighbours else None}
         (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
     @classmethod
     def load(cls, directory: Path) -> VectorIndex:
         manifest = json.loads((directory / "manifest.json").read_text())
-        index = cls(int(manifest["dim"]), manifest)
-        index._index = faiss.read_index(str(directory / "index.faiss"))
-        index.ids = json.loads((directory / "ids.json").read_text())
-        index.row_of = {item_id: row for row, item_id in enumerate(index.ids)}
-        return index
+        ann = None
+        if (directory / "ann.faiss").exists():
+            ann = faiss.read_index(str(directory / "ann.faiss"))
+            ann.hnsw.efSearch = int((manifest.get("ann") or {}).get("efSearch", 128))
+        neighbours = NeighbourTable.load(directory / "neighbours") if (directory / "neighbours").exists() else None
+        return cls(json.loads((directory / "ids.json").read_text()),
+                   mapped(directory / "vectors.npy"), manifest, ann, neighbours)
 
 
 def utcnow_iso() -> str:

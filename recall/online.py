@@ -8,7 +8,8 @@ key                            type    meaning
 ``u:{user}:clicks``            zset    clicked article -> click time (unix s); capped to the
                                        newest ``recent_clicks_cap``
 ``u:{user}:seen``              zset    article -> last time shown or clicked; entries older
-                                       than ``seen_ttl_seconds`` are ignored and trimmed
+                                       than ``seen_ttl_seconds`` are ignored; capped to the
+                                       newest ``seen_cap`` (every request reads it whole)
 ``u:{user}:vec:{kind}``        string  float32 bytes of a user vector of one kind
 ``hot:c:{bucket}``             zset    article -> clicks in that time bucket
 ``hot:i:{bucket}``             zset    article -> impressions in that time bucket
@@ -31,7 +32,6 @@ job rebuilds Redis state from there).
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,13 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from recall.domain import (
-    HISTORY_SOURCE,
-    EventRecord,
-    RequestContext,
-    WindowStats,
-    to_unix,
-)
+from recall.catalog import ItemCatalog
+from recall.domain import HISTORY_SOURCE, ContextNeeds, EventRecord, RequestContext, to_unix
 from recall.profiles import APPLY_CLICK, UserProfile, click_fields
 from recall.settings import Settings
 
@@ -73,10 +68,18 @@ class ProfileSummary:
     categories: list[tuple[str, float]]
 
 
-@dataclass(slots=True)
-class FilterState:
-    seen: set[str]
-    hidden: set[str]
+# Sorted-set replies the request path and the live snapshot read in bulk: redis-py's callbacks
+# would turn every (member, score) pair into a tuple in Python; ``zset_reply`` reads them raw.
+RAW_ZSET_COMMANDS = frozenset({"ZRANGE", "ZREVRANGE", "ZRANGEBYSCORE", "ZREVRANGEBYSCORE", "ZUNION"})
+
+
+def zset_reply(reply) -> tuple[list[str], np.ndarray]:
+    """(members, scores) of a WITHSCORES reply without callbacks: RESP3 pairs or a RESP2 flat list."""
+    if not reply:
+        return [], np.zeros(0, np.float64)
+    if isinstance(reply[0], list):
+        return [m.decode() for m, _ in reply], np.fromiter((float(s) for _, s in reply), np.float64, len(reply))
+    return [m.decode() for m in reply[0::2]], np.array(reply[1::2], dtype="S").astype(np.float64)
 
 
 class OnlineStore:
@@ -85,9 +88,7 @@ class OnlineStore:
         self.s = settings
         self.p = settings.redis_prefix
         self.errors = 0  # Redis failures seen by reads; exported as a metric
-        self._lock = threading.Lock()
-        self._window_cache: dict[tuple[float, int], WindowStats] = {}
-        self._fresh_cache: dict[int, list[tuple[str, float]]] = {}
+        self._raw_callbacks = {k: v for k, v in client.response_callbacks.items() if k not in RAW_ZSET_COMMANDS}
         self._apply_click = client.register_script(APPLY_CLICK)
 
     # ---- keys -------------------------------------------------------------------------
@@ -102,7 +103,6 @@ class OnlineStore:
         """Apply events to online state in one pipeline; the same path serves API and replay."""
         cap = self.s.recent_clicks_cap
         bucket_ttl = int(self.s.hot_window_hours * 3600 * 2 + self.s.hot_bucket_seconds)
-        live: list[tuple[float, str, str]] = []  # (time, kind, article) of events that count as hot
         pipe = self.r.pipeline(transaction=False)
         n = 0
         for n, ev in enumerate(events, 1):
@@ -117,29 +117,15 @@ class OnlineStore:
                 counter = self.k("hot", "c" if ev.kind == "click" else "i", bucket)
                 pipe.zincrby(counter, 1, ev.article_id)
                 pipe.expire(counter, bucket_ttl)
-                live.append((ts, ev.kind, ev.article_id))
             if ev.kind == "click" or self.s.seen_includes_impressions:
                 pipe.zadd(seen_key, {ev.article_id: ts})
+                pipe.zremrangebyrank(seen_key, 0, -self.s.seen_cap - 1)
                 pipe.expire(seen_key, self.s.seen_ttl_seconds)
         try:
             pipe.execute()
         except redis.RedisError as exc:
             raise OnlineStoreError(str(exc)) from exc
-        self._count_in_cached_windows(live)
         return n
-
-    def _count_in_cached_windows(self, live: list[tuple[float, str, str]]) -> None:
-        """Keep this process' cached window stats exact without recomputing them in Redis.
-
-        Other processes catch up when their minute-long cache entry expires.
-        """
-        with self._lock:
-            for (hours, minute), stats in self._window_cache.items():
-                buckets = self.window_buckets(minute * 60, hours)  # the buckets Redis summed
-                for ts, kind, item in live:
-                    if self.bucket(ts) in buckets:
-                        counts = stats.clicks if kind == "click" else stats.impressions
-                        counts[item] = counts.get(item, 0.0) + 1
 
     def window_buckets(self, now: float, window_hours: float) -> range:
         """The time buckets a window ending at ``now`` sums: the last whole ones and now's."""
@@ -151,8 +137,6 @@ class OnlineStore:
         """Add active articles (id, publish time) to the fresh list."""
         if items:
             self.r.zadd(self.k("fresh"), dict(items))
-            with self._lock:
-                self._fresh_cache.clear()
 
     def set_hidden(self, item_id: str, hidden: bool) -> None:
         if hidden:
@@ -216,12 +200,8 @@ class OnlineStore:
         return ProfileSummary(profile.top_tags(n), profile.top_topics(n), profile.top_categories(n))
 
     def clear_hot_buckets(self, first: int, last: int) -> None:
-        """Delete the hot counters of buckets ``first..last`` (the nightly refresh recounts them),
-        and this process' cached windows with them: ``record_events`` adds to cached windows, so
-        stale ones would count the replayed events twice."""
+        """Delete the hot counters of buckets ``first..last`` (the nightly refresh recounts them)."""
         self.r.delete(*[self.k("hot", kind, b) for kind in "ci" for b in range(first, last + 1)])
-        with self._lock:
-            self._window_cache.clear()
 
     def replace_fresh(self, items: Sequence[tuple[str, float]]) -> None:
         """Atomically swap the whole fresh list (nightly refresh)."""
@@ -235,7 +215,6 @@ class OnlineStore:
         else:
             pipe.delete(self.k("fresh"))
         pipe.execute()
-        self._fresh_cache.clear()
 
     def flush_namespace(self) -> int:
         """Delete every key under the prefix (tests, and `recall eval` on a scratch prefix)."""
@@ -245,94 +224,68 @@ class OnlineStore:
         return n
 
     # ---- reads (degrade on failure) ----------------------------------------------------
-    def fetch_context(
-        self, user_id: str, now: float | None = None, vector_kinds: Sequence[str] = (),
-        category: str | None = None,
-    ) -> RequestContext:
-        """One pipelined round trip: recent clicks (newest first, up to now), user vectors,
-        profile and cluster memberships."""
+    def raw_pipeline(self):
+        """A pipeline whose sorted-set replies come raw (read them with ``zset_reply``)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.response_callbacks = self._raw_callbacks
+        return pipe
+
+    def fetch_context(self, user_id: str, now: float | None = None, catalog: ItemCatalog | None = None,
+                      needs: ContextNeeds = ContextNeeds(profile=True, clusters=True),
+                      category: str | None = None) -> RequestContext:
+        """The user's state in at most two pipelined round trips.
+
+        Read 1, the user's own keys: recent clicks (newest first, up to now), the seen set,
+        and what the routes declared (profile, memberships, vectors). Read 2, only when a route
+        needs them and the user has clusters: the lists of those clusters. When Redis does not
+        answer, the context is empty and says ``degraded``.
+        """
         now = time.time() if now is None else now
         ctx = RequestContext(user_id=user_id, now=now, category=category)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrevrangebyscore(self.k("u", user_id, "clicks"), now, "-inf", withscores=True)
-        pipe.hgetall(self.k("u", user_id, "profile"))
-        pipe.hgetall(self.k("u", user_id, "clusters"))
-        for kind in vector_kinds:
+        catalog = ItemCatalog() if catalog is None else catalog
+        pipe = self.raw_pipeline()
+        pipe.zrevrangebyscore(self.k("u", user_id, "clicks"), now, "-inf", start=0,
+                              num=self.s.recent_clicks_cap, withscores=True)
+        pipe.zrangebyscore(self.k("u", user_id, "seen"), now - self.s.seen_ttl_seconds, "+inf")
+        if needs.profile:
+            pipe.hgetall(self.k("u", user_id, "profile"))
+        if needs.clusters:
+            pipe.hgetall(self.k("u", user_id, "clusters"))
+        for kind in needs.vector_kinds:
             pipe.get(self.k("u", user_id, "vec", kind))
         try:
-            clicks, profile, clusters, *vectors = pipe.execute()
+            replies = iter(pipe.execute())
+            clicks, seen = next(replies), next(replies)
+            ctx.recent_clicks, click_times = zset_reply(clicks)
+            ctx.click_times = click_times.tolist()
+            # ensure, not rows: an id this process has not met yet may come back in this
+            # request (a cluster list, the live snapshot) under a new row, and is still seen.
+            ctx.seen_rows = catalog.ensure([m.decode() for m in seen])
+            if needs.profile:
+                ctx.profile = UserProfile.parse(next(replies))
+            if needs.clusters:
+                ctx.clusters = parse_memberships(next(replies))
+            for kind in needs.vector_kinds:
+                raw = next(replies)
+                if raw:
+                    ctx.user_vectors[kind] = np.frombuffer(raw, dtype=np.float32)
+            wanted = [(kind, scheme, label) for kind in needs.list_kinds
+                      for scheme, labels in ctx.clusters.items() for label in labels]
+            if wanted:
+                pipe = self.raw_pipeline()
+                for kind, scheme, label in wanted:
+                    pipe.zrevrange(self.k("cl", scheme, kind, label), 0, needs.list_depth - 1, withscores=True)
+                for key, reply in zip(wanted, pipe.execute()):
+                    members, scores = zset_reply(reply)
+                    # float64: CF scores grow as 2 ** (age / half-life) up to 2 ** 900 (clusterstore),
+                    # past float32's range a month after a build; the route divides by the top.
+                    ctx.cluster_lists[key] = (catalog.ensure(members), scores)
         except redis.RedisError:
             self.errors += 1
-            ctx.extras["degraded"] = True
-            return ctx
-        ctx.recent_clicks = [m.decode() for m, _ in clicks]
-        ctx.profile = UserProfile.parse(profile)
-        ctx.clusters = parse_memberships(clusters)
-        ctx.extras["click_times"] = [float(t) for _, t in clicks]
-        for kind, raw in zip(vector_kinds, vectors):
-            if raw:
-                ctx.user_vectors[kind] = np.frombuffer(raw, dtype=np.float32)
+            degraded = RequestContext(user_id=user_id, now=now, category=category)
+            degraded.degraded = True
+            return degraded
         return ctx
-
-    def filter_state(self, user_id: str, item_ids: Sequence[str], now: float) -> FilterState:
-        """Second round trip: which candidates the user saw recently and which are hidden."""
-        if not item_ids:
-            return FilterState(set(), set())
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zmscore(self.k("u", user_id, "seen"), list(item_ids))
-        pipe.smismember(self.k("hidden"), list(item_ids))
-        try:
-            seen_scores, hidden_flags = pipe.execute()
-        except redis.RedisError:
-            self.errors += 1
-            return FilterState(set(), set())
-        oldest = now - self.s.seen_ttl_seconds
-        seen = {i for i, t in zip(item_ids, seen_scores) if t is not None and t >= oldest}
-        hidden = {i for i, h in zip(item_ids, hidden_flags) if h}
-        return FilterState(seen, hidden)
-
-    def window_stats(self, now: float, window_hours: float) -> WindowStats:
-        """Clicks and impressions per article in (now - window, now]; cached per minute."""
-        key = (window_hours, int(now // 60))
-        with self._lock:
-            cached = self._window_cache.get(key)
-        if cached is not None:
-            return cached
-        buckets = self.window_buckets(now, window_hours)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zunion([self.k("hot", "c", b) for b in buckets], withscores=True)
-        pipe.zunion([self.k("hot", "i", b) for b in buckets], withscores=True)
-        try:
-            clicks, imps = pipe.execute()
-        except redis.RedisError:
-            self.errors += 1
-            return WindowStats()
-        stats = WindowStats(
-            clicks={m.decode(): float(s) for m, s in clicks},
-            impressions={m.decode(): float(s) for m, s in imps},
-        )
-        with self._lock:
-            if len(self._window_cache) > 64:
-                self._window_cache.clear()
-            self._window_cache[key] = stats
-        return stats
-
-    def fresh(self, now: float, n: int) -> list[tuple[str, float]]:
-        """Newest active articles published at or before ``now``; cached per minute."""
-        key = int(now // 60)
-        with self._lock:
-            cached = self._fresh_cache.get(key)
-        if cached is None or len(cached) < n:
-            try:
-                raw = self.r.zrevrangebyscore(self.k("fresh"), now, "-inf", start=0, num=max(n, 1000),
-                                              withscores=True)
-            except redis.RedisError:
-                self.errors += 1
-                return []
-            cached = [(m.decode(), float(s)) for m, s in raw]
-            with self._lock:
-                self._fresh_cache = {key: cached}
-        return [(i, t) for i, t in cached if t <= now][:n]
 
     def ping(self) -> bool:
         try:

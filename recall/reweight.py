@@ -15,11 +15,13 @@ neighbour from a stale, never-clicked one), so the cosine floor keeps its meanin
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+import numpy as np
 
 from recall.catalog import ItemCatalog
-from recall.domain import Candidate, WindowStats
+from recall.domain import Candidates
+from recall.live import WindowCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,26 +36,21 @@ class Reweighter:
         return cls(settings.weight_hotness, settings.weight_ctr, settings.weight_freshness,
                    settings.freshness_half_life_hours)
 
-    def factors(self, item_id: str, stats: WindowStats, catalog: ItemCatalog, now: float,
-                max_log_clicks: float, mean_ctr: float) -> dict[str, float]:
-        clicks = stats.clicks.get(item_id, 0.0)
-        hot = math.log1p(clicks) / max_log_clicks if max_log_clicks > 0 else 0.0
-        ctr = min(1.0, stats.ctr(item_id) / (2 * mean_ctr))
-        meta = catalog.get(item_id)
-        fresh = 0.0
-        if meta is not None and meta.published is not None:
-            fresh = 0.5 ** (max(now - meta.published, 0.0) / 3600 / self.half_life_hours)
+    def factors(self, rows: np.ndarray, counts: WindowCounts, catalog: ItemCatalog,
+                now: float) -> dict[str, np.ndarray]:
+        """The hot, ctr and fresh terms of each row, each in [0, 1]."""
+        max_log_clicks = counts.max_log_clicks()
+        hot = np.log1p(counts.clicks_at(rows)) / max_log_clicks if max_log_clicks > 0 else np.zeros(len(rows))
+        ctr = np.minimum(1.0, counts.ctr_at(rows) / (2 * counts.mean_ctr()))
+        age_hours = np.maximum(now - catalog.published[rows], 0.0) / 3600  # unknown: -inf -> inf -> 0
+        fresh = 0.5 ** (age_hours / self.half_life_hours)
         return {"hot": hot, "ctr": ctr, "fresh": fresh}
 
-    def apply(self, candidates: list[Candidate], stats: WindowStats, catalog: ItemCatalog,
-              now: float) -> list[Candidate]:
+    def apply(self, candidates: Candidates, counts: WindowCounts, catalog: ItemCatalog,
+              now: float) -> Candidates:
         """Rescore and re-sort; the raw similarity is kept on every candidate."""
-        max_log_clicks = math.log1p(max(stats.clicks.values(), default=0.0))
-        mean_ctr = stats.mean_ctr()
-        out = []
-        for c in candidates:
-            f = self.factors(c.item_id, stats, catalog, now, max_log_clicks, mean_ctr)
-            boost = 1 + self.w_hot * f["hot"] + self.w_ctr * f["ctr"] + self.w_fresh * f["fresh"]
-            out.append(replace(c, score=c.score * boost))
-        out.sort(key=lambda c: -c.score)
-        return out
+        if not len(candidates):
+            return candidates
+        f = self.factors(candidates.rows, counts, catalog, now)
+        boost = 1 + self.w_hot * f["hot"] + self.w_ctr * f["ctr"] + self.w_fresh * f["fresh"]
+        return candidates.with_scores((candidates.scores * boost).astype(np.float32))

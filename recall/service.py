@@ -1,8 +1,16 @@
 """The request path: context -> routes -> scorer -> filters -> merger.
 
-One request reads Redis twice (pipelined): the user's context before the routes run, and the
-seen/hidden flags of the candidates after. Everything else is in memory. A route that raises
-is skipped and reported (fail-open), never a failed request.
+A ``Pipeline`` is one build, one set of route configs and the routes built from them, with the
+live snapshot source (hot, fresh, hidden); it is immutable and swapped in with one assignment,
+and a request takes it once and uses it throughout, so a build swap can never mix two builds in
+one response.
+
+One request reads Redis at most twice (pipelined, before the routes): the user's own keys, then
+only where needed the lists of the user's clusters (``OnlineStore.fetch_context``). Routes do no
+I/O: they read the context, the build's arrays and the live snapshot, and return arrays. The
+scorer, the filters and the merger work on those arrays; provenance objects are made only for
+the ``n`` returned. A route that raises or runs past its time budget is skipped and reported
+(fail-open), never a failed request.
 """
 
 from __future__ import annotations
@@ -12,9 +20,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from recall.clusterstore import ClusterStore
-from recall.domain import Candidate, Dropped, EventRecord, FusedCandidate, RequestContext
-from recall.filters import apply_filters, request_filters
+import numpy as np
+
+from recall.domain import (
+    Candidate,
+    Candidates,
+    ContextNeeds,
+    Deadline,
+    Dropped,
+    EventRecord,
+    FusedCandidate,
+    RequestContext,
+    RouteTimeout,
+)
+from recall.filters import Filtered, apply_filters, request_filters
+from recall.live import LiveState
 from recall.merger import WeightedRankMerger
 from recall.online import OnlineStore
 from recall.reweight import Reweighter
@@ -35,6 +55,34 @@ class RouteRun:
 
 
 @dataclass(slots=True)
+class Retrieved:
+    """Everything before the merger: each route's scored, filtered candidates."""
+
+    per_route: dict[str, Candidates]
+    runs: dict[str, RouteRun]
+    filtered: Filtered
+    cold: bool
+    degraded: bool
+    ids: list[str]  # catalog rows -> article ids
+    recent_clicks: list[str] = field(default_factory=list)
+    click_times: list[float] = field(default_factory=list)
+
+    @property
+    def dropped(self) -> Counter:
+        return self.filtered.dropped
+
+    def listing(self, route: str, limit: int | None = None) -> list[Candidate]:
+        return self.per_route[route].to_list(route, self.ids, limit)
+
+    def dropped_items(self) -> list[Dropped]:
+        out = []
+        for route, (removed, reasons) in self.filtered.removed.items():
+            for i in range(len(removed)):
+                out.append(Dropped(removed.candidate(i, route, self.ids), self.filtered.reasons[reasons[i]]))
+        return out
+
+
+@dataclass(slots=True)
 class RecallResult:
     user_id: str
     candidates: list[FusedCandidate]
@@ -42,16 +90,17 @@ class RecallResult:
     dropped: Counter
     version: str | None
     cold: bool
-    dropped_items: list[Dropped] = field(default_factory=list)
+    degraded: bool = False
+    retrieved: Retrieved | None = field(default=None, repr=False)
 
 
-@dataclass(slots=True)
-class Retrieved:
-    per_route: dict[str, list[Candidate]]
-    runs: dict[str, RouteRun]
-    dropped: Counter
-    dropped_items: list[Dropped]
-    cold: bool
+@dataclass(frozen=True)
+class Pipeline:
+    state: ServingState
+    configs: dict[str, RouteConfig]
+    routes: dict[str, Route]  # every route this build can serve, enabled or not
+    live: LiveState
+    users: UserStateUpdater
 
 
 class UnknownRouteError(ValueError):
@@ -61,131 +110,157 @@ class UnknownRouteError(ValueError):
 class RecallService:
     def __init__(self, online: OnlineStore, state: ServingState,
                  configs: dict[str, RouteConfig] | None = None,
-                 merger: WeightedRankMerger | None = None):
+                 merger: WeightedRankMerger | None = None, enforce_budgets: bool = True):
         self.online = online
         self.settings = state.settings
         self.reweighter = Reweighter.from_settings(state.settings)
         self.merger = merger or WeightedRankMerger(agreement=state.settings.merger_agreement)
-        self._state = state
-        self._configs = {**default_configs(), **(configs or {})}
-        self._routes = self._build_routes()
-        self.clusters = ClusterStore(online)
-        self._users = UserStateUpdater(online, state)
+        # The replay measures quality, not speed: it lets every route finish.
+        self.enforce_budgets = enforce_budgets
+        self._refresh_every: float | None = None  # set by start(): a background live refresher
+        self._pipeline = self._build(state, {**default_configs(), **(configs or {})},
+                                     LiveState(online, state.catalog))
 
-    # ---- swapping in a new build or new configs (atomic attribute assignment) -----------
+    # ---- swapping in a new build or new configs (one assignment) -----------------------------
+    def _build(self, state: ServingState, configs: dict[str, RouteConfig], live: LiveState) -> Pipeline:
+        routes = {}
+        for name, spec in ROUTES.items():
+            route = spec.factory(state, configs.get(name, spec.default))
+            if route is not None:
+                routes[name] = route
+        live.want([self.settings.hot_window_hours, *(w for r in routes.values() for w in r.windows)])
+        return Pipeline(state, configs, routes, live, UserStateUpdater(self.online, state))
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
     @property
     def state(self) -> ServingState:
-        return self._state
+        return self._pipeline.state
 
     @property
     def configs(self) -> dict[str, RouteConfig]:
-        return self._configs
-
-    def set_state(self, state: ServingState) -> None:
-        self._state = state
-        self._routes = self._build_routes()
-        self._users = UserStateUpdater(self.online, state)
-
-    def set_configs(self, configs: dict[str, RouteConfig]) -> None:
-        self._configs = {**default_configs(), **configs}
-        self._routes = self._build_routes()
-
-    def _build_routes(self) -> dict[str, Route]:
-        routes = {}
-        for name, spec in ROUTES.items():
-            route = spec.factory(self._state, self._configs.get(name, spec.default))
-            if route is not None:
-                routes[name] = route
-        return routes
+        return self._pipeline.configs
 
     @property
     def routes(self) -> dict[str, Route]:
         """Every route this build can serve, enabled or not."""
-        return self._routes
+        return self._pipeline.routes
 
-    # ---- the request path ----------------------------------------------------------------
-    def context(self, user_id: str, now: float | None = None, category: str | None = None) -> RequestContext:
-        kinds = [s.user_vector for name, s in ROUTES.items() if s.user_vector and name in self._routes]
-        ctx = self.online.fetch_context(user_id, now, vector_kinds=kinds, category=category)
-        ctx.window_stats = lambda hours: self.online.window_stats(ctx.now, hours)
-        ctx.fresh = lambda n: self.online.fresh(ctx.now, n)
-        ctx.cluster_lists = self.clusters.lists
-        return ctx
+    def set_state(self, state: ServingState) -> None:
+        old = self._pipeline
+        live = LiveState(self.online, state.catalog, old.live.windows)
+        if self._refresh_every is not None:
+            live.start(self._refresh_every, time.time)  # first snapshot read before the swap
+        self._pipeline = self._build(state, old.configs, live)
+        old.live.stop()
 
+    def set_configs(self, configs: dict[str, RouteConfig]) -> None:
+        old = self._pipeline
+        self._pipeline = self._build(old.state, {**default_configs(), **configs}, old.live)
+
+    def start(self) -> None:
+        """Serving: refresh the live snapshot in the background, never on a request."""
+        self._refresh_every = self.settings.live_refresh_seconds
+        self._pipeline.live.start(self._refresh_every, time.time)
+
+    def close(self) -> None:
+        self._pipeline.live.stop()
+
+    # ---- the click path ---------------------------------------------------------------------
     def record_events(self, events: list[EventRecord]) -> int:
-        """Apply events to online state: recent clicks, seen, hot counters, then profiles,
-        user vectors, cluster memberships and CF lists. Raises ``OnlineStoreError``."""
+        """Apply events to online state: recent clicks, seen, hot counters (Redis and this
+        process' live snapshot), then profiles, user vectors, cluster memberships and CF lists.
+        Raises ``OnlineStoreError``."""
+        p = self._pipeline
         n = self.online.record_events(events)
-        self._users.apply(events)
+        p.live.count(events)
+        p.users.apply(events)
         return n
 
-    def select_routes(self, requested: list[str] | None, served: dict[str, Route],
-                      configs: dict[str, RouteConfig]) -> list[str]:
+    # ---- the request path -------------------------------------------------------------------
+    def select_routes(self, requested: list[str] | None, p: Pipeline) -> list[str]:
         if requested:
             unknown = [r for r in requested if r not in ROUTES]
             if unknown:
                 raise UnknownRouteError(
                     f"unknown route(s) {', '.join(unknown)}; known: {', '.join(sorted(ROUTES))}")
             # Asking for a route by name runs it even when it is disabled (editors inspect it).
-            return [r for r in requested if r in served]
-        return [r for r in served if configs[r].enabled]
-
-    def run_routes(self, ctx: RequestContext, routes: dict[str, Route], configs: dict[str, RouteConfig],
-                   ) -> tuple[dict[str, list[Candidate]], dict[str, RouteRun]]:
-        per_route: dict[str, list[Candidate]] = {}
-        runs: dict[str, RouteRun] = {}
-        for name, route in routes.items():
-            config = configs[name]
-            run = runs[name] = RouteRun()
-            start = time.perf_counter()
-            try:
-                candidates = route.retrieve(ctx, config.quota)
-                if route.kind in SIMILARITY_KINDS and candidates:
-                    stats = ctx.window_stats(self.settings.hot_window_hours)
-                    candidates = self.reweighter.apply(candidates, stats, self._state.catalog, ctx.now)
-                    # A route with an order of its own (crosstag's per-group quotas) restores it.
-                    if hasattr(route, "arrange"):
-                        candidates = route.arrange(candidates)
-            except Exception as exc:  # fail-open: one broken route never fails the request
-                log.exception("route %s failed", name)
-                run.error = f"{type(exc).__name__}: {exc}"
-                candidates = []
-            run.ms = (time.perf_counter() - start) * 1000
-            run.count = len(candidates)
-            per_route[name] = candidates
-        return per_route, runs
+            return [r for r in requested if r in p.routes]
+        return [r for r in p.routes if p.configs[r].enabled]
 
     def recall(self, user_id: str, n: int, routes: list[str] | None = None,
                category: str | None = None, now: float | None = None) -> RecallResult:
-        served, configs = self._routes, self._configs  # one snapshot: a build swap may land meanwhile
-        names = self.select_routes(routes, served, configs)
-        return self.run_pipeline(user_id, {r: served[r] for r in names}, configs, n,
+        p = self._pipeline  # one snapshot for the whole request
+        names = self.select_routes(routes, p)
+        return self.run_pipeline(p, user_id, {r: p.routes[r] for r in names}, p.configs, n,
                                  category=category, now=now)
 
-    def run_pipeline(self, user_id: str, routes: dict[str, Route], configs: dict[str, RouteConfig],
-                     n: int, category: str | None = None, now: float | None = None) -> RecallResult:
+    def run_pipeline(self, p: Pipeline, user_id: str, routes: dict[str, Route],
+                     configs: dict[str, RouteConfig], n: int, category: str | None = None,
+                     now: float | None = None) -> RecallResult:
         """Context -> routes -> scorer -> filters -> merger, for any set of route objects."""
-        retrieved = self.retrieve(user_id, routes, configs, category, now)
-        fused, merge_drops = self.merger.merge(retrieved.per_route, configs, n)
-        retrieved.dropped.update(merge_drops)
-        return RecallResult(user_id, fused, retrieved.runs, retrieved.dropped, self._state.version,
-                            retrieved.cold, retrieved.dropped_items)
+        retrieved = self.retrieve(p, user_id, routes, configs, category, now)
+        fused, merge_drops = self.merger.merge(retrieved.per_route, configs, n, retrieved.ids)
+        return RecallResult(user_id, fused, retrieved.runs, retrieved.dropped + merge_drops,
+                            p.state.version, retrieved.cold, retrieved.degraded, retrieved)
 
-    def retrieve(self, user_id: str, routes: dict[str, Route], configs: dict[str, RouteConfig],
+    def context(self, p: Pipeline, user_id: str, routes: dict[str, Route], now: float | None = None,
+                category: str | None = None) -> RequestContext:
+        now = time.time() if now is None else now
+        needs = ContextNeeds()
+        for route in routes.values():
+            needs |= route.needs
+        ctx = self.online.fetch_context(user_id, now, p.state.catalog, needs, category)
+        p.live.want(w for r in routes.values() for w in r.windows)
+        ctx.live = p.live.get(now)
+        return ctx
+
+    def retrieve(self, p: Pipeline, user_id: str, routes: dict[str, Route], configs: dict[str, RouteConfig],
                  category: str | None = None, now: float | None = None) -> Retrieved:
-        """Everything before the merger: each route's scored, filtered candidates (at most its
-        config's quota). The evaluation calls this once per impression and merges itself."""
-        ctx = self.context(user_id, now, category)
-        per_route, runs = self.run_routes(ctx, routes, configs)
-        all_ids = list(dict.fromkeys(c.item_id for cs in per_route.values() for c in cs))
-        filters = request_filters(ctx, self._state.catalog, self.online.filter_state(user_id, all_ids, ctx.now))
-        dropped_items: list[Dropped] = []
-        for name, candidates in per_route.items():
-            kept, removed = apply_filters(candidates, filters)
-            per_route[name] = kept
-            runs[name].kept = len(kept)
-            dropped_items.extend(removed)
-        return Retrieved(per_route, runs, Counter(d.reason for d in dropped_items), dropped_items, ctx.is_cold)
+        """Everything before the merger: each route's scored, filtered candidates. The
+        evaluation calls this once per impression and merges itself."""
+        ctx = self.context(p, user_id, routes, now, category)
+        per_route, runs = self.run_routes(p, ctx, routes, configs)
+        catalog = p.state.catalog
+        filtered = apply_filters(per_route, request_filters(ctx, catalog))
+        for name, run in runs.items():
+            run.kept = len(filtered.kept[name])
+        return Retrieved(filtered.kept, runs, filtered, ctx.is_cold, ctx.degraded, catalog.ids,
+                         ctx.recent_clicks, ctx.click_times)
+
+    def run_routes(self, p: Pipeline, ctx: RequestContext, routes: dict[str, Route],
+                   configs: dict[str, RouteConfig]) -> tuple[dict[str, Candidates], dict[str, RouteRun]]:
+        per_route: dict[str, Candidates] = {}
+        runs: dict[str, RouteRun] = {}
+        counts = ctx.live.window(float(self.settings.hot_window_hours))
+        for name, route in routes.items():
+            config = configs[name]
+            run = runs[name] = RouteRun()
+            budget = float(config.params.get("budget_ms", self.settings.route_budget_ms))
+            start = time.perf_counter()
+            ctx.deadline = Deadline(start + budget / 1000) if self.enforce_budgets else Deadline()
+            try:
+                candidates = route.retrieve(ctx, config.quota)
+                if route.kind in SIMILARITY_KINDS and len(candidates):
+                    candidates = self.reweighter.apply(candidates, counts, p.state.catalog, ctx.now)
+                    # A route with an order of its own (crosstag's per-group quotas) restores it.
+                    if hasattr(route, "arrange"):
+                        candidates = route.arrange(candidates)
+                ctx.deadline.check()  # an answer past the budget is as good as none
+            except RouteTimeout:
+                run.error = "timeout"
+                candidates = Candidates.empty()
+            except Exception as exc:  # fail-open: one broken route never fails the request
+                log.exception("route %s failed", name)
+                run.error = type(exc).__name__
+                candidates = Candidates.empty()
+            run.ms = (time.perf_counter() - start) * 1000
+            run.count = len(candidates)
+            per_route[name] = candidates
+        ctx.deadline = Deadline()
+        return per_route, runs
 
     def similar(self, item_id: str, route: str, n: int, now: float | None = None) -> list[Candidate]:
         """An article's neighbours in one i2i route, without unpublished, expired or hidden ones
@@ -193,12 +268,13 @@ class RecallService:
         if route not in ROUTES or ROUTES[route].kind != "i2i":
             i2i = sorted(r for r, s in ROUTES.items() if s.kind == "i2i")
             raise UnknownRouteError(f"{route!r} is not an item-to-item route; use one of {', '.join(i2i)}")
-        served = self._routes.get(route)
+        p = self._pipeline
+        served = p.routes.get(route)
         if served is None:
             return []
+        now = time.time() if now is None else now
         # Ask for twice as many: the filters may take some (expired news is common).
         neighbours = served.similar(item_id, 2 * n)
-        ctx = RequestContext(user_id="", now=time.time() if now is None else now)
-        state = self.online.filter_state("", [c.item_id for c in neighbours], ctx.now)
-        kept, _ = apply_filters(neighbours, request_filters(ctx, self._state.catalog, state))
-        return kept[:n]
+        ctx = RequestContext(user_id="", now=now, live=p.live.get(now), seen_rows=np.zeros(0, np.int32))
+        kept = apply_filters({route: neighbours}, request_filters(ctx, p.state.catalog)).kept[route]
+        return kept.to_list(route, p.state.catalog.ids, n)

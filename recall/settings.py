@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Online state.
     recent_clicks_cap: int = Field(100, ge=1)
     seen_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # Seen articles kept per user (newest): a request reads the whole set in its first round trip.
+    seen_cap: int = Field(2000, ge=10)
     # Feeds hide what they already showed: impressions count as seen, not only clicks.
     seen_includes_impressions: bool = True
     hot_bucket_seconds: int = Field(600, ge=60)
@@ -51,6 +53,21 @@ class Settings(BaseSettings):
     similar_max_n: int = Field(200, ge=1)
     seed_count: int = Field(10, ge=1)
     default_cosine_floor: float = Field(0.6, ge=-1.0, le=1.0)
+    # Neighbours precomputed per article and i2i route at build time (above the route's floor):
+    # at least the largest quota an i2i route serves, plus the seeds themselves.
+    neighbour_depth: int = Field(300, ge=10)
+    # u2i searches use an HNSW index once an index holds more vectors than this (exact below);
+    # the build measures the HNSW's recall@100 against exact search and raises efSearch until
+    # it reaches ann_min_recall.
+    ann_threshold: int = Field(5_000, ge=0)
+    ann_min_recall: float = Field(0.98, gt=0.0, le=1.0)
+    # A route still running after its budget is stopped (per-route param "budget_ms" overrides).
+    route_budget_ms: float = Field(20.0, gt=0)
+    # How often each serving process re-reads hot counts, the fresh list and hidden items.
+    live_refresh_seconds: float = Field(1.0, gt=0)
+    # API keys are checked against SQL at most this often; a revoked key stops working within
+    # it (every reload tick re-checks the keys in the cache, so usually within that interval).
+    api_key_cache_seconds: float = Field(60.0, ge=0, le=60.0)
     # Reweighting of similarity scores (see recall/reweight.py for the formula).
     weight_hotness: float = 0.3
     weight_ctr: float = 0.2

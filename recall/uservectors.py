@@ -93,6 +93,11 @@ class UserModels:
                     for path in sorted((users / "clusters").glob("*.npz"))} if (users / "clusters").exists() else {}
         return cls(tag_vectors, categories, lstm, clusters, top_tags, recent_clicks)
 
+    def bind(self, catalog: ItemCatalog) -> None:
+        """Map the cluster models' centre lists to ``catalog``'s rows (serving)."""
+        for model in self.clusters.values():
+            model.bind(catalog)
+
     def save(self, directory: Path) -> None:
         users = directory / "users"
         users.mkdir(parents=True, exist_ok=True)

@@ -90,9 +90,12 @@ def test_the_world_has_the_planted_structure(measured):
 
 def test_the_tag2vec_route_ranks_the_users_topics_first(measured):
     """The route's own ranking (before the request's filters) follows the planted interests."""
-    route = measured.service.routes["tag2vec"]
-    ranked = {u: [c.item_id for c in route.retrieve(measured.service.context(u, now=NOW), N)]
-              for u in measured.users}
+    service = measured.service
+    pipeline = service.pipeline
+    route = pipeline.routes["tag2vec"]
+    ranked = {u: route.retrieve(service.context(pipeline, u, {"tag2vec": route}, now=NOW), N)
+              .to_list("tag2vec", pipeline.state.catalog.ids) for u in measured.users}
+    ranked = {u: [c.item_id for c in found] for u, found in ranked.items()}
     share = measured.share_in_interests(ranked)
     assert share > 0.7 and share > 4 * measured.base_rate
 

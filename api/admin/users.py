@@ -52,26 +52,27 @@ def user_page(
     n: Annotated[int, Query(ge=1, description="fused candidates shown; capped at max_n")] = 50,
 ) -> HTMLResponse:
     n = min(n, settings.max_n)
-    served, configs = service.routes, service.configs  # one snapshot, as a request takes it
-    ctx = service.context(user_id)
-    retrieved = service.retrieve(user_id, served, configs)
+    pipeline = service.pipeline  # one snapshot, as a request takes it
+    served, configs = pipeline.routes, pipeline.configs
+    retrieved = service.retrieve(pipeline, user_id, served, configs)
     if picked:
         fused_routes = [r for r in served if r in (route or ())]
     else:
         fused_routes = [r for r in served if configs[r].enabled]
     profile, memberships = profile_and_clusters(service, user_id)
-    fused, merge_drops = service.merger.merge({r: retrieved.per_route[r] for r in fused_routes}, configs, n)
+    fused, merge_drops = service.merger.merge({r: retrieved.per_route[r] for r in fused_routes}, configs, n,
+                                              retrieved.ids)
     return templates.TemplateResponse(request, "user.html", {
         "user_id": user_id,
-        "clicks": list(zip(ctx.recent_clicks, ctx.extras.get("click_times", []))),
+        "clicks": list(zip(retrieved.recent_clicks, retrieved.click_times)),
         "profile": profile,
         "memberships": memberships,
         "columns": [(name, ROUTES[name], configs[name], retrieved.runs[name],
-                     retrieved.per_route[name][:COLUMN_LENGTH]) for name in served],
+                     retrieved.listing(name, COLUMN_LENGTH)) for name in served],
         "fused_routes": fused_routes,
         "fused": fused,
         "dropped": retrieved.dropped + merge_drops,
         "cold": retrieved.cold,
         "n": n,
-        "catalog": service.state.catalog,
+        "catalog": pipeline.state.catalog,
     })

@@ -6,8 +6,9 @@ the active build's frozen encoders, adds them to the live index of every vector 
 the catalog of this process, and to Redis' fresh list. Encoding is CPU-bound, so the handler is
 a plain ``def``: FastAPI runs it in its threadpool and the event loop keeps serving meanwhile.
 
-Posting an article again is safe: SQL upserts by id and a live index replaces the vector an id
-already has (``VectorIndex.add``), so nothing is duplicated.
+Posting an article again is safe: SQL upserts by id and a route's live delta replaces the vector
+an id already has there (``VectorIndex.add``), so nothing is duplicated; an article the build
+already holds keeps its build vector until the next build.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from recall import sqlstore
 from recall.domain import ArticleRecord
 from recall.fastpath import publish_articles
 from recall.online import OnlineStore, OnlineStoreError
-from recall.serving import ServingState
+from recall.service import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,16 @@ def with_publish_times(session: Session, records: Sequence[ArticleRecord],
     return timed, {row.id for row in stored.values() if row.status == "hidden"}
 
 
-def publish_live(state: ServingState, online: OnlineStore, records: Sequence[ArticleRecord],
+def publish_live(pipeline: Pipeline, online: OnlineStore, records: Sequence[ArticleRecord],
                  was_hidden: set[str]) -> bool:
     """Live indexes, catalog, fresh list and hidden set; False when Redis could not be written
-    (the indexes and catalog, which come first, are updated all the same)."""
+    (the indexes, catalog and this process' snapshot, which come first, are updated all the same)."""
     try:
-        publish_articles(state, online, records)
+        publish_articles(pipeline, online, records)
         for record in records:
             # Hidden articles are filtered out of every route, fresh included, in every worker.
             if record.status == "hidden" or record.id in was_hidden:
+                pipeline.live.hide(record.id, record.status == "hidden")
                 online.set_hidden(record.id, record.status == "hidden")
         return True
     except (redis.RedisError, OnlineStoreError) as exc:
@@ -82,9 +84,10 @@ def post_articles(body: Annotated[ArticlesIn, Body(description="one article, or 
                                              datetime.now(UTC).replace(tzinfo=None))
     stored = sqlstore.upsert_articles(session, records)
     session.commit()
-    state = service.state  # one build for the whole batch, even if a new one is swapped in meanwhile
-    online = publish_live(state, service.online, records, was_hidden)
-    indexed = {route: sum(record.id in index.row_of for record in records)
+    pipeline = service.pipeline  # one build for the whole batch, even if a new one is swapped in meanwhile
+    state = pipeline.state
+    online = publish_live(pipeline, service.online, records, was_hidden)
+    indexed = {route: sum(record.id in index for record in records)
                for route, index in state.indexes.items()}
     metrics.observe_articles(len(received), indexed)
     log.info("articles published", extra={"fields": {

@@ -1,20 +1,20 @@
-"""GET /v1/recall/{user_id}: the fused candidates of every enabled route, with provenance."""
+"""GET /v1/recall/{user_id}: the fused candidates of every enabled route, with provenance.
+
+The handler is a plain ``def`` (the one threadpool hop of the request: recall is CPU work) and
+answers bytes serialised once by orjson; ``RecallResponse`` documents the shape in /docs.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import ServiceDep, SettingsDep
 from api.metrics import MetricsDep
-from api.schemas import (
-    ID_MAX_LENGTH,
-    Provenance,
-    RecallCandidate,
-    RecallResponse,
-    RouteStats,
-)
+from api.schemas import ID_MAX_LENGTH, RecallResponse
+from recall.service import RecallResult
 
 router = APIRouter(tags=["recall"])
 
@@ -23,6 +23,25 @@ def route_names(routes: str | None) -> list[str] | None:
     """``"tag2vec, hot"`` -> ``["tag2vec", "hot"]``; nothing named means every enabled route."""
     names = [name.strip() for name in (routes or "").split(",") if name.strip()]
     return names or None
+
+
+def recall_body(result: RecallResult, n: int, explain: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "user_id": result.user_id,
+        "version": result.version,
+        "cold": result.cold,
+        "n": n,
+        "degraded": result.degraded,
+        "candidates": result.candidates,  # dataclasses: orjson writes them as the schema's objects
+    }
+    body["routes"] = body["dropped"] = body["removed"] = None
+    if explain:
+        body["routes"] = {name: {"count": run.count, "kept": run.kept, "ms": run.ms, "error": run.error}
+                          for name, run in result.routes.items()}
+        body["dropped"] = dict(result.dropped)
+        body["removed"] = [{"item_id": d.candidate.item_id, "route": d.candidate.route, "reason": d.reason}
+                           for d in result.retrieved.dropped_items()]
+    return body
 
 
 @router.get("/recall/{user_id}", response_model=RecallResponse)
@@ -36,25 +55,11 @@ def recall(
     routes: Annotated[str | None, Query(description="comma-separated route names; "
                                                     "default: every enabled route")] = None,
     category: Annotated[str | None, Query(description="keep only articles of this category")] = None,
-    explain: Annotated[bool, Query(description="add per-route stats and drop counts")] = False,
-) -> RecallResponse:
+    explain: Annotated[bool, Query(description="add per-route stats, drop counts and the removed "
+                                               "candidates")] = False,
+) -> Response:
     # Unknown users are not an error: they simply have no history, and fallback routes serve them.
     effective_n = min(settings.default_n if n is None else n, settings.max_n)
     result = service.recall(user_id, effective_n, routes=route_names(routes), category=category)
     metrics.observe_recall(result)
-    response = RecallResponse(
-        user_id=user_id,
-        version=result.version,
-        cold=result.cold,
-        n=effective_n,
-        candidates=[
-            RecallCandidate(item_id=fused.item_id, score=fused.score,
-                            routes=[Provenance(**c.as_dict()) for c in fused.routes])
-            for fused in result.candidates
-        ],
-    )
-    if explain:
-        response.routes = {name: RouteStats(count=run.count, kept=run.kept, ms=run.ms, error=run.error)
-                           for name, run in result.routes.items()}
-        response.dropped = dict(result.dropped)
-    return response
+    return Response(orjson.dumps(recall_body(result, effective_n, explain)), media_type="application/json")

@@ -10,11 +10,11 @@ back into one list by score.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from recall.domain import Candidate, RequestContext
+from recall.domain import Candidates, ContextNeeds, RequestContext
 from recall.index import VectorIndex
 from recall.routes.base import RouteConfig
 from recall.uservectors import TAG_ROUTE, TagVectors
@@ -29,6 +29,8 @@ class CrossTagRoute:
     tags_per_group: int = 3
     cosine_floor: float = 0.0
     kind: str = "u2i"
+    needs = ContextNeeds(profile=True)
+    windows: tuple[float, ...] = ()
 
     @classmethod
     def factory(cls, state, config: RouteConfig) -> CrossTagRoute | None:
@@ -53,34 +55,32 @@ class CrossTagRoute:
                 queries.append((f"{category or '-'}:{'+'.join(t for t, _ in top)}", vector))
         return queries
 
-    def retrieve(self, ctx: RequestContext, n: int) -> list[Candidate]:
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
         queries = self.queries(ctx)
         if not queries or n <= 0:
-            return []
+            return Candidates.empty()
         per_group = -(-n // len(queries))  # ceil: the groups share the quota equally
-        hits = self.index.search(np.stack([v for _, v in queries]), per_group + len(ctx.recent_clicks))
-        return interleave([[Candidate(i, s, self.name, seed, s) for i, s in group if s >= self.cosine_floor]
-                           for (seed, _), group in zip(queries, hits)])[:n]
+        delta = self.index.delta
+        rows, sims = self.index.search(np.stack([v for _, v in queries]), per_group + len(ctx.recent_clicks), delta)
+        ctx.deadline.check()
+        keep = (rows >= 0) & (sims >= self.cosine_floor)
+        group = np.broadcast_to(np.arange(len(queries), dtype=np.int32)[:, None], rows.shape)
+        found = Candidates.of(self.index.to_catalog(rows[keep], delta), sims[keep], group[keep], sims[keep],
+                              [seed for seed, _ in queries])
+        return self.arrange(found).take(np.s_[:n])
 
-    def arrange(self, scored: list[Candidate]) -> list[Candidate]:
-        """Round-robin over the groups again, each group in scored order."""
-        groups: dict[str, list[Candidate]] = {}
-        for c in scored:
-            groups.setdefault(c.seed, []).append(c)
-        return interleave(list(groups.values()))
-
-
-def interleave(lists: list[list[Candidate]]) -> list[Candidate]:
-    """First of each list, then second of each..., skipping items already taken. Scores are
-    capped by the score before them, so that the list stays sorted by score as every route's is
-    (the merger fuses by rank; the raw similarity stays on each candidate)."""
-    out: list[Candidate] = []
-    taken: set[str] = set()
-    cap = float("inf")
-    for rank in range(max(map(len, lists), default=0)):
-        for group in lists:
-            if rank < len(group) and group[rank].item_id not in taken:
-                taken.add(group[rank].item_id)
-                cap = min(cap, group[rank].score)
-                out.append(replace(group[rank], score=cap))
-    return out
+    def arrange(self, scored: Candidates) -> Candidates:
+        """Round-robin over the groups (first of each, then second of each...), each group in
+        its current order, an item taken once. Scores are capped by the score before them, so
+        the list stays sorted by score as every route's is (the merger fuses by rank; the raw
+        similarity stays on each candidate)."""
+        rank = np.zeros(len(scored), np.int64)
+        for g in np.unique(scored.seeds):
+            at = np.flatnonzero(scored.seeds == g)
+            rank[at] = np.arange(len(at))
+        order = np.lexsort((scored.seeds, rank))
+        _, first = np.unique(scored.rows[order], return_index=True)
+        picked = order[np.sort(first)]
+        out = scored.take(picked)
+        out.scores = np.minimum.accumulate(out.scores)
+        return out

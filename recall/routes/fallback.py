@@ -1,12 +1,14 @@
-"""Non-personalised routes that fill the list for users with no (usable) history."""
+"""Non-personalised routes that fill the list for users with no (usable) history. Both read the
+live snapshot (``recall/live.py``), never Redis."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from recall.domain import Candidate, RequestContext
-from recall.routes.base import RouteConfig
+import numpy as np
+
+from recall.domain import Candidates, RequestContext, top_n
+from recall.routes.base import NO_NEEDS, RouteConfig
 
 
 @dataclass
@@ -21,6 +23,11 @@ class HotRoute:
     window_hours: float = 24.0
     ctr_power: float = 0.0
     kind: str = "fallback"
+    needs = NO_NEEDS
+    windows: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.windows = (float(self.window_hours),)
 
     @classmethod
     def factory(cls, state, config: RouteConfig) -> HotRoute:
@@ -30,22 +37,19 @@ class HotRoute:
             ctr_power=float(config.params.get("ctr_power", 0.0)),
         )
 
-    def retrieve(self, ctx: RequestContext, n: int) -> list[Candidate]:
-        stats = ctx.window_stats(self.window_hours)
-        if not stats.clicks:
-            return []
-        mean_ctr = stats.mean_ctr()
-        scored = []
-        for item_id, clicks in stats.clicks.items():
-            score = clicks
-            if self.ctr_power:
-                score *= (stats.ctr(item_id) / mean_ctr) ** self.ctr_power
-            scored.append((score, clicks, item_id))
-        scored.sort(reverse=True)
-        return [
-            Candidate(item_id, float(score), self.name, f"clicks_{self.window_hours:g}h", float(clicks))
-            for score, clicks, item_id in scored[:n]
-        ]
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
+        counts = ctx.live.window(float(self.window_hours))
+        order = counts.order()
+        if not len(order) or n <= 0:
+            return Candidates.empty()
+        clicks = counts.clicks[order]
+        if self.ctr_power:
+            scores = clicks * (counts.ctr_at(order) / counts.mean_ctr()) ** self.ctr_power
+            best = top_n(scores, n)
+        else:
+            scores, best = clicks, np.arange(min(n, len(order)))
+        return Candidates.of(order[best], scores[best], np.zeros(len(best), np.int32), clicks[best],
+                             [f"clicks_{self.window_hours:g}h"])
 
 
 @dataclass
@@ -55,16 +59,18 @@ class FreshRoute:
     name: str
     half_life_hours: float = 24.0
     kind: str = "fallback"
+    needs = NO_NEEDS
+    windows: tuple[float, ...] = ()
 
     @classmethod
     def factory(cls, state, config: RouteConfig) -> FreshRoute:
         return cls(name=config.route, half_life_hours=float(
             config.params.get("half_life_hours", state.settings.freshness_half_life_hours)))
 
-    def retrieve(self, ctx: RequestContext, n: int) -> list[Candidate]:
-        out = []
-        for item_id, published in ctx.fresh(n):
-            age_hours = max(ctx.now - published, 0.0) / 3600
-            out.append(Candidate(item_id, math.pow(0.5, age_hours / self.half_life_hours), self.name,
-                                 "published", None))
-        return out
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
+        live = ctx.live
+        published = live.fresh_times <= ctx.now
+        rows, times = live.fresh_rows[published][:n], live.fresh_times[published][:n]
+        age_hours = np.maximum(ctx.now - times, 0.0) / 3600
+        return Candidates.of(rows, 0.5 ** (age_hours / self.half_life_hours), np.zeros(len(rows), np.int32),
+                             None, ["published"])

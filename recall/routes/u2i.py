@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from recall.domain import Candidate, RequestContext
+import numpy as np
+
+from recall.domain import Candidates, ContextNeeds, RequestContext
 from recall.index import VectorIndex
 from recall.routes.base import RouteConfig
 
@@ -17,6 +19,11 @@ class UserVectorRoute:
     vector_kind: str
     cosine_floor: float = 0.0
     kind: str = "u2i"
+    windows: tuple[float, ...] = ()
+    needs: ContextNeeds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.needs = ContextNeeds(vector_kinds=(self.vector_kind,))
 
     @classmethod
     def over(cls, index_route: str, vector_kind: str) -> Callable:
@@ -30,12 +37,14 @@ class UserVectorRoute:
                        cosine_floor=float(config.params.get("cosine_floor", 0.0)))
         return factory
 
-    def retrieve(self, ctx: RequestContext, n: int) -> list[Candidate]:
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
         vector = ctx.user_vectors.get(self.vector_kind)
         if vector is None or n <= 0 or vector.shape[0] != self.index.dim:
-            return []
-        seed = f"user_vector:{self.vector_kind}"
+            return Candidates.empty()
+        delta = self.index.delta
         # Ask for extra: the user's own recent clicks come back near their own vector.
-        hits = self.index.search(vector[None, :], n + len(ctx.recent_clicks))[0]
-        return [Candidate(item_id, sim, self.name, seed, sim)
-                for item_id, sim in hits if sim >= self.cosine_floor][:n]
+        rows, sims = self.index.search(vector[None, :], n + len(ctx.recent_clicks), delta)
+        keep = (rows[0] >= 0) & (sims[0] >= self.cosine_floor)
+        rows, sims = rows[0][keep][:n], sims[0][keep][:n]
+        return Candidates.of(self.index.to_catalog(rows, delta), sims, np.zeros(len(rows), np.int32), sims,
+                             [f"user_vector:{self.vector_kind}"])

@@ -94,9 +94,16 @@ def test_a_key_works_in_either_header_until_revoked(client, anonymous, built):
         key_id = key.id
     for headers in ({"Authorization": f"Bearer {secret}"}, {"X-API-Key": secret}):
         assert anonymous.get("/v1/recall/u1", headers=headers).status_code == 200
+    keys = client.app.state.keys
+    with Session(built.engine) as session:
+        assert session.get(ApiKey, key_id).last_used_at is None  # no SQL write on the read path
+    keys.refresh()  # the reload tick: the key's use is recorded there
     with Session(built.engine) as session:
         assert session.get(ApiKey, key_id).last_used_at is not None
         revoke_key(session, f"nrk_{key_id}")
+    # Verdicts are cached: the revoked key works until the next reload tick re-checks it.
+    assert anonymous.get("/v1/recall/u1", headers={"X-API-Key": secret}).status_code == 200
+    keys.refresh()
     for method, path in v1_endpoints(client.app):
         response = anonymous.request(method, path, json={}, headers={"X-API-Key": secret})
         assert response.status_code == 403, (method, path)

@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from recall.catalog import ItemCatalog
+from recall.live import LiveState
 from recall.models import Event
 from recall.online import OnlineStore, connect_redis
 
@@ -58,8 +60,10 @@ def test_a_retried_event_is_stored_and_counted_once(client, built, user_id, onli
     assert client.post("/v1/events", json=twice).json() == {"accepted": 2, "stored": 1, "online": True}
 
     assert len(stored_events(built.engine, user_id)) == 2
-    stats = online_view.window_stats(time.time(), 1.0)
-    assert stats.clicks[article] == 1 and stats.impressions[article] == 1
+    catalog = ItemCatalog()
+    stats = LiveState(online_view, catalog, [1.0]).refresh(time.time()).window(1.0)
+    (row,) = catalog.rows([article])
+    assert stats.clicks[row] == 1 and stats.impressions[row] == 1
 
 
 def test_a_time_ahead_of_the_server_clock_counts_as_now(client, built, user_id):

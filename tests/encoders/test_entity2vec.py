@@ -93,12 +93,6 @@ def test_an_entity_counts_once_per_article(encoder, table):
     np.testing.assert_array_equal(rows[0], rows[1])
 
 
-def test_batch_equals_one_by_one(encoder, mind_articles):
-    singles = np.vstack([encoder.encode([a]) for a in mind_articles])
-    np.testing.assert_allclose(encoder.encode(mind_articles), singles, atol=1e-6)
-    assert encoder.encode([]).shape == (0, DIM)
-
-
 def test_save_then_load_needs_no_source_file(encoder, mind_articles, tmp_path: Path):
     encoder.save(tmp_path / "model")
     Path(encoder.embeddings_path).unlink()
@@ -109,7 +103,7 @@ def test_save_then_load_needs_no_source_file(encoder, mind_articles, tmp_path: P
 
 def test_version_follows_the_file(tmp_path: Path, table):
     first = EntityVectorEncoder(write_vec(tmp_path / "a.vec", table), dim=DIM)
-    assert first.version == "untrained"
+    assert first.version == "unloaded"
     same = EntityVectorEncoder(write_vec(tmp_path / "b.vec", table), dim=DIM).fit(TrainingCorpus())
     changed = {**table, next(iter(table)): np.ones(DIM)}
     other = EntityVectorEncoder(write_vec(tmp_path / "c.vec", changed), dim=DIM).fit(TrainingCorpus())
@@ -122,6 +116,7 @@ def test_a_file_of_another_dimension_is_rejected(tmp_path: Path, table):
         EntityVectorEncoder(path, dim=100).fit(TrainingCorpus())
 
 
-def test_encode_before_fit_is_an_error(tmp_path: Path):
-    with pytest.raises(RuntimeError, match="not fitted"):
-        EntityVectorEncoder(tmp_path / "missing.vec").encode([ArticleRecord(id="a")])
+def test_a_missing_file_fails_when_first_read_not_when_built(tmp_path: Path):
+    encoder = EntityVectorEncoder(tmp_path / "missing.vec")  # needs no fit: encode reads the file
+    with pytest.raises(FileNotFoundError):
+        encoder.encode([ArticleRecord(id="a")])

@@ -1,5 +1,5 @@
 """item2vec and media2vec on a planted world (readers click inside one of ten groups) and on the
-real MIND histories."""
+real MIND histories. The encoder contract is checked for every encoder in test_common.py."""
 
 from __future__ import annotations
 
@@ -83,12 +83,6 @@ def test_training_separates_planted_groups_better_than_untrained(planted, encode
     assert trained_nearest > untrained_nearest + 0.5
 
 
-def test_rows_are_unit_or_zero(item2vec, planted):
-    norms = np.linalg.norm(item2vec.encode(list(planted.articles.values())), axis=1)
-    assert np.allclose(norms[norms > 0], 1.0, atol=1e-5)
-    assert item2vec.encode([]).shape == (0, item2vec.dim)
-
-
 def test_rare_unknown_and_id_less_articles_get_zero_rows(item2vec, planted):
     rows = item2vec.encode([
         planted.articles["once"],  # one click: below min_count
@@ -101,23 +95,6 @@ def test_rare_unknown_and_id_less_articles_get_zero_rows(item2vec, planted):
     assert np.linalg.norm(rows[4]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_batch_equals_one_by_one(item2vec, planted):
-    articles = list(planted.articles.values())
-    batch = item2vec.encode(articles)
-    singles = np.vstack([item2vec.encode([a]) for a in articles])
-    np.testing.assert_allclose(batch, singles, atol=1e-5)
-
-
-@pytest.mark.parametrize("encoder_class", [Item2VecEncoder, Media2VecEncoder])
-def test_save_then_load_gives_identical_vectors(planted, encoder_class, tmp_path: Path):
-    encoder = encoder_class(dim=16, epochs=2).fit(planted)
-    encoder.save(tmp_path / "model")
-    loaded = encoder_class.load(tmp_path / "model")
-    articles = list(planted.articles.values())
-    np.testing.assert_array_equal(loaded.encode(articles), encoder.encode(articles))
-    assert (loaded.name, loaded.version, loaded.dim) == (encoder.name, encoder.version, encoder.dim)
-
-
 def test_version_follows_data_and_hyper_parameters(planted):
     fewer_users = TrainingCorpus(planted.articles, dict(list(planted.click_sequences.items())[:100]))
     encoder = Item2VecEncoder(dim=16, epochs=1)
@@ -126,11 +103,6 @@ def test_version_follows_data_and_hyper_parameters(planted):
     assert Item2VecEncoder(dim=16, epochs=1).fit(planted).version == first
     assert Item2VecEncoder(dim=16, epochs=1).fit(fewer_users).version != first
     assert Item2VecEncoder(dim=16, epochs=2).fit(planted).version != first
-
-
-def test_encode_before_fit_is_an_error(planted):
-    with pytest.raises(RuntimeError, match="not fitted"):
-        Item2VecEncoder().encode([planted.articles["g0_0"]])
 
 
 def test_media2vec_gives_an_article_its_media_vector(planted):

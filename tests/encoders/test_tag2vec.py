@@ -1,5 +1,6 @@
-"""tag2vec (real fastText) on a synthetic world whose topics are known: the encoder contract
-(save/load, batch, dims, empty input) and whether training learns the planted topics."""
+"""tag2vec (real fastText) on a synthetic world whose topics are known: whether training learns
+the planted topics. The encoder contract (save/load, batch, dims, empty input, encode before fit,
+the reuse key) is checked for every encoder in test_common.py."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from encoders.base import Encoder, TrainingCorpus
-from encoders.registry import build_encoder, load_encoder
+from encoders.base import TrainingCorpus
+from encoders.registry import build_encoder
 from encoders.tag2vec import Tag2VecEncoder, tag_token, top_tags
 from recall.domain import ArticleRecord
 from recall.index import normalise
@@ -48,32 +49,6 @@ def topic_margin(vectors: np.ndarray, topics: np.ndarray) -> tuple[float, float]
     np.fill_diagonal(same, False)
     cross = topics[:, None] != topics[None, :]
     return float(cos[same].mean()), float(cos[cross].mean())
-
-
-def test_it_follows_the_encoder_protocol(encoder, world):
-    assert isinstance(encoder, Encoder)
-    vectors = encoder.encode(world.articles[:50])
-    assert vectors.shape == (50, DIM) == (50, encoder.dim) and vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert encoder.encode([]).shape == (0, DIM)
-    assert encoder.version != "untrained" and len(encoder.version) == 16
-
-
-def test_save_then_load_gives_identical_vectors(encoder, world, tmp_path):
-    encoder.save(tmp_path / "tag2vec")
-    loaded = load_encoder("tag2vec", tmp_path / "tag2vec")
-    assert isinstance(loaded, Tag2VecEncoder)
-    assert loaded.version == encoder.version and loaded.params() == encoder.params()
-    np.testing.assert_array_equal(loaded.encode(world.articles), encoder.encode(world.articles))
-    unseen = [ArticleRecord(id="n", tags=(("Brand New Tag", 1.0),))]
-    np.testing.assert_array_equal(loaded.encode(unseen), encoder.encode(unseen))
-
-
-def test_a_batch_equals_one_by_one(encoder, world):
-    articles = world.articles[:40] + [ArticleRecord(id="empty")]
-    batch = encoder.encode(articles)
-    single = np.concatenate([encoder.encode([a]) for a in articles])
-    np.testing.assert_allclose(batch, single, atol=1e-6)
 
 
 def test_an_article_without_tags_gives_a_zero_row(encoder, world):
@@ -163,8 +138,6 @@ def test_a_corpus_without_tags_cannot_be_trained():
     # A lone tag is no sentence, and the only reader clicked untagged (or unknown) articles.
     with pytest.raises(ValueError, match="no training sentences"):
         Tag2VecEncoder(dim=8, epochs=1).fit(corpus)
-    with pytest.raises(RuntimeError, match="not fitted"):
-        Tag2VecEncoder(dim=8).encode([ArticleRecord(id="b", tags=(("x", 1.0),))])
 
 
 def test_the_version_follows_the_training_data():

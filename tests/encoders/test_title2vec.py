@@ -153,8 +153,3 @@ def test_version_follows_data_and_hyper_parameters():
     assert TitleLSTMEncoder(**small).fit(corpus).version == first
     assert TitleLSTMEncoder(**{**small, "lr": 0.02}).fit(corpus).version != first
     assert TitleLSTMEncoder(**small).fit(planted_click_world(seed=1)[0]).version != first
-
-
-def test_encode_before_fit_is_an_error():
-    with pytest.raises(RuntimeError, match="not fitted"):
-        TitleLSTMEncoder().encode([ArticleRecord(id="a", title="hello")])

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from rich.console import Console
 from sqlalchemy import select, update
@@ -16,8 +17,10 @@ from jobs.nightly import run_nightly, vector_routes
 from recall.db import make_sessionmaker
 from recall.domain import to_unix
 from recall.index import BuildStore
+from recall.live import LiveState
 from recall.models import Article, JobRun
 from recall.online import OnlineStore
+from recall.routes import ROUTES
 from recall.service import RecallService
 from recall.serving import ServingState
 from recall.synthetic import generate
@@ -49,6 +52,8 @@ def expected_steps(settings) -> list[str]:
     steps = ["load"]
     for route, encoder in built_routes(settings).items():
         steps += [f"train:{encoder}", f"embed:{encoder}", f"index:{route}"]
+        if ROUTES[route].kind == "i2i":
+            steps.append(f"neighbours:{route}")
     clusters = [f"clusters:kmeans-{kind}" for kind in settings.cluster_kinds.split(",")] + ["clusters:rule"]
     return [*steps, "catalog", "users:profiles", "users:vectors", *clusters, "publish", "online"]
 
@@ -125,28 +130,39 @@ def test_the_redis_refresh_restores_clicks_seen_and_fresh(settings, db, online, 
     before = [e for e in world.events if CUTOFF - timedelta(hours=1) <= e.ts < CUTOFF]
     after = [e for e in world.events if e.ts >= CUTOFF and e.kind == "click"]
     assert before and after
+    catalog = ServingState.load(settings).catalog
     for e in before[:20]:
-        assert e.article_id in online.filter_state(e.user_id, [e.article_id], NOW).seen
+        seen = online.fetch_context(e.user_id, NOW, catalog).seen_rows
+        assert catalog.row_of[e.article_id] in seen
     assert online.fetch_context(after[0].user_id, now=NOW + 86_400).recent_clicks == \
         expected_recent_clicks(world, after[0].user_id, settings.recent_clicks_cap)
 
     live = sorted((a for a in known_articles(world) if a.expires_at is None or a.expires_at > CUTOFF),
                   key=lambda a: a.published_at, reverse=True)
-    fresh = online.fresh(NOW, 25)
-    assert [i for i, _ in fresh] == [a.id for a in live[:25]]
-    assert [t for _, t in fresh] == [to_unix(a.published_at) for a in live[:25]]
+    snapshot = LiveState(online, catalog, [24.0]).refresh(NOW)
+    assert [catalog.ids[r] for r in snapshot.fresh_rows[:25]] == [a.id for a in live[:25]]
+    assert snapshot.fresh_times[:25].tolist() == [to_unix(a.published_at) for a in live[:25]]
 
     # The hot window was rebuilt from SQL with the events' own times.
-    window = online.window_stats(NOW, 24)
+    clicks, _ = window_by_id(online, catalog)
     clicks_23h = Counter(e.article_id for e in world.events
                          if e.kind == "click" and CUTOFF - timedelta(hours=23) <= e.ts < CUTOFF)
-    assert window.clicks and all(window.clicks.get(a, 0) >= n for a, n in clicks_23h.items())
+    assert clicks and all(clicks.get(a, 0) >= n for a, n in clicks_23h.items())
+
+
+def window_by_id(online, catalog, hours: float = 24.0) -> tuple[dict, dict]:
+    """Clicks and impressions per article over the window ending at NOW, as a fresh serving
+    process would read them from Redis."""
+    window = LiveState(online, catalog, [hours]).refresh(NOW).window(hours)
+    by_id = lambda column: {catalog.ids[r]: float(column[r]) for r in np.flatnonzero(column)}  # noqa: E731
+    return by_id(window.clicks), by_id(window.impressions)
 
 
 def test_rerunning_publishes_a_new_version_without_doubling_counters(settings, db, online, redis_client):
     first = run_nightly(settings, db, online, cutoff=CUTOFF)
-    stats_before = online.window_stats(NOW, 24)
-    clicks_before, impressions_before = dict(stats_before.clicks), dict(stats_before.impressions)
+    catalog = ServingState.load(settings).catalog
+    clicks_before, impressions_before = window_by_id(online, catalog)
+    assert clicks_before
     contexts_before = {u: online.fetch_context(u, now=NOW).recent_clicks for u in ("u1", "u2", "u3")}
 
     second = run_nightly(settings, db, online, cutoff=CUTOFF)
@@ -154,10 +170,7 @@ def test_rerunning_publishes_a_new_version_without_doubling_counters(settings, d
     assert second.version != first.version and store.active_version() == second.version
     assert set(store.versions()) == {first.version, second.version}
 
-    after = online.window_stats(NOW, 24)  # the same process, the same minute
-    assert (after.clicks, after.impressions) == (clicks_before, impressions_before)
-    elsewhere = OnlineStore(redis_client, settings).window_stats(NOW, 24)  # a process with no cache
-    assert (elsewhere.clicks, elsewhere.impressions) == (clicks_before, impressions_before)
+    assert window_by_id(online, catalog) == (clicks_before, impressions_before)
     assert {u: online.fetch_context(u, now=NOW).recent_clicks for u in contexts_before} == contexts_before
     assert ServingState.load(settings).version == second.version
 

@@ -22,7 +22,7 @@ from jobs.ingest.synthetic import ingest_synthetic
 from jobs.nightly import run_nightly
 from recall.clusterstore import ClusterStore
 from recall.db import make_engine, make_sessionmaker, upgrade
-from recall.domain import EventRecord, to_unix
+from recall.domain import ContextNeeds, EventRecord, to_unix
 from recall.models import JobRun
 from recall.online import OnlineStore
 from recall.service import RecallService
@@ -159,11 +159,11 @@ def test_a_click_reaches_a_cluster_mates_cf_candidates_at_once(built):
 
 def test_a_click_moves_the_profile_and_the_user_vector_at_once(built):
     user = "u7"
-    before = built.online.fetch_context(user, NOW + 400, vector_kinds=["tag"])
+    before = built.online.fetch_context(user, NOW + 400, needs=ContextNeeds(vector_kinds=("tag",), profile=True))
     other_group = (built.world.user_group[user] + 1) % GROUPS
     built.service.record_events([click(user, a, NOW + 400 + n)
                                  for n, a in enumerate(group_articles(built, other_group)[:5])])
-    after = built.online.fetch_context(user, NOW + 500, vector_kinds=["tag"])
+    after = built.online.fetch_context(user, NOW + 500, needs=ContextNeeds(vector_kinds=("tag",), profile=True))
     assert sum(after.profile.topics.values()) > sum(before.profile.topics.values())
     assert not np.allclose(before.user_vectors["tag"], after.user_vectors["tag"])
 

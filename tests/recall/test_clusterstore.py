@@ -66,7 +66,7 @@ def test_an_empty_membership_removes_the_users_scheme(store):
 
 
 def test_reads_degrade_when_redis_is_down(settings):
-    dead = OnlineStore(redis.Redis(port=1, socket_connect_timeout=0.2), settings)
+    dead = OnlineStore(redis.Redis.from_url("redis://127.0.0.1:6390/0", socket_connect_timeout=0.2), settings)
     store = ClusterStore(dead)
     assert store.lists("cf", [("kmeans-tag", "c1")], 10) == {}
     assert dead.errors == 1

@@ -19,35 +19,68 @@ def points() -> tuple[list[str], np.ndarray]:
     return [f"i{n}" for n in range(len(vectors))], vectors
 
 
+def hits(index: VectorIndex, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+    """Search results as (id, cosine) per query, without the -1 padding."""
+    rows, sims = index.search(queries, k)
+    return [[(index.id_of(int(r)), float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(rows, sims)]
+
+
 def test_search_returns_neighbours_by_cosine_best_first(points):
     ids, vectors = points
     # Scaled copies: the index must compare directions, not lengths.
     index = VectorIndex.build(ids, vectors * np.linspace(0.1, 10, len(ids))[:, None])
     queries = vectors[:5] + 0.01
     cosines = (np.stack([unit(q) for q in queries]) @ np.stack([unit(v) for v in vectors]).T)
-    for q, hits in enumerate(index.search(queries, 7)):
-        assert len(hits) == 7
+    for q, found in enumerate(hits(index, queries, 7)):
+        assert len(found) == 7
         expected = [ids[i] for i in np.argsort(-cosines[q])[:7]]
-        assert [i for i, _ in hits] == expected
-        assert [s for _, s in hits] == pytest.approx(sorted(cosines[q], reverse=True)[:7], abs=1e-5)
-    assert len(index.search(queries[:1], 10_000)[0]) == len(ids)  # k above the size is fine
-    assert index.search(queries[:2], 0) == [[], []]
+        assert [i for i, _ in found] == expected
+        assert [s for _, s in found] == pytest.approx(sorted(cosines[q], reverse=True)[:7], abs=1e-5)
+    # k above the size is fine: the rest is padded with row -1 and similarity -inf.
+    rows, sims = index.search(queries[:1], 10_000)
+    assert rows.shape == (1, 10_000) and (rows[0] >= 0).sum() == len(ids)
+    assert np.all(rows[0, len(ids):] == -1) and np.all(np.isneginf(sims[0, len(ids):]))
+    rows, sims = index.search(queries[:2], 0)
+    assert rows.shape == sims.shape == (2, 0)
 
 
-def test_add_replaces_the_vector_of_a_known_id(points):
+def test_the_live_delta_is_searched_with_the_build(points):
+    ids, vectors = points
+    index = VectorIndex.build(ids[:50], vectors[:50])
+    assert index.add(ids[50:], vectors[50:]) == 10
+    assert len(index) == 60 and index.built == 50 and len(index.delta) == 10
+    whole = VectorIndex.build(ids, vectors)
+    queries = vectors[[3, 55, 20]] - 0.1
+    ranked = [[i for i, _ in h] for h in hits(index, queries, 12)]
+    assert ranked == [[i for i, _ in h] for h in hits(whole, queries, 12)]
+    for a, b in zip(hits(index, queries, 12), hits(whole, queries, 12)):
+        assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-5)
+    assert index.row("i55") == 55 and index.id_of(55) == "i55" and "i55" in index
+    np.testing.assert_allclose(index.vector("i55"), unit(vectors[55]), atol=1e-6)
+    # A reader holding the old delta keeps seeing it whole: adds replace the delta, never edit it.
+    held = index.delta
+    index.add(["late"], vectors[[0]])
+    assert len(held) == 10 and len(index.delta) == 11 and index.row("late", held) is None
+
+
+def test_add_replaces_a_delta_vector_and_never_a_build_one(points):
     ids, vectors = points
     index = VectorIndex.build(ids, vectors)
     target = vectors[40]
-    assert index.search(target[None, :], 1)[0][0][0] == "i40"
-    assert index.add(["i3"], target[None, :] * 2) == 1
-    assert len(index) == len(ids)  # replaced, not appended
-    np.testing.assert_allclose(index.vector("i3"), unit(target), atol=1e-6)
-    top2 = index.search(target[None, :], 2)[0]
-    assert {i for i, _ in top2} == {"i3", "i40"} and min(s for _, s in top2) == pytest.approx(1.0, abs=1e-5)
-    # i3's old vector is gone: searching for it no longer finds i3 at cosine 1.
-    old_hits = dict(index.search(vectors[3][None, :], len(ids))[0])
-    assert old_hits["i3"] < 0.99
-    assert sum(i == "i3" for i, _ in index.search(target[None, :], len(ids))[0]) == 1
+    assert hits(index, target[None, :], 1)[0][0][0] == "i40"
+    assert index.add(["new"], target[None, :] * 2) == 1
+    top2 = hits(index, target[None, :], 2)[0]
+    assert {i for i, _ in top2} == {"new", "i40"} and min(s for _, s in top2) == pytest.approx(1.0, abs=1e-5)
+    # A second post of a delta article replaces its vector: still one row for it.
+    assert index.add(["new"], vectors[[7]]) == 1
+    assert len(index) == len(ids) + 1
+    np.testing.assert_allclose(index.vector("new"), unit(vectors[7]), atol=1e-6)
+    assert sum(i == "new" for i, _ in hits(index, target[None, :], len(index))[0]) == 1
+    assert dict(hits(index, target[None, :], len(index))[0])["new"] < 0.99
+    # An article the build holds keeps its build vector until the next build.
+    assert index.add(["i3"], target[None, :]) == 0
+    np.testing.assert_allclose(index.vector("i3"), unit(vectors[3]), atol=1e-6)
+    assert len(index) == len(ids) + 1
 
 
 def test_zero_rows_are_skipped(points):
@@ -57,28 +90,73 @@ def test_zero_rows_are_skipped(points):
     index = VectorIndex.build(ids[:10], vectors)
     assert len(index) == 8 and "i2" not in index.row_of and index.vector("i7") is None
     assert index.manifest["count"] == 8
-    found = {i for i, _ in index.search(vectors[:1], 100)[0]}
+    found = {i for i, _ in hits(index, vectors[:1], 100)[0]}
     assert found == set(ids[:10]) - {"i2", "i7"}
-    # A zero row for a known id keeps its vector rather than erasing it.
-    assert index.add(["i0"], np.zeros((1, vectors.shape[1]))) == 0
+    # A zero row for a known id keeps its vector rather than erasing it; a new one is not added.
+    assert index.add(["i0", "blank"], np.zeros((2, vectors.shape[1]))) == 0
     np.testing.assert_allclose(index.vector("i0"), unit(vectors[0]), atol=1e-6)
+    assert "blank" not in index and len(index) == 8
 
 
 def test_save_then_load_gives_identical_results(points, tmp_path):
     ids, vectors = points
     index = VectorIndex.build(ids, vectors, route="r", encoder="e")
-    index.add(["i5", "new"], vectors[[9, 10]] + 0.5)  # live adds are saved too
+    index.compute_neighbours(depth=10, floor=0.1)
+    index.build_ann(threshold=20, min_recall=0.9)
     index.save(tmp_path / "idx")
+    index.add(["new"], vectors[[9]] + 0.5)  # the live delta is never written into a build
     loaded = VectorIndex.load(tmp_path / "idx")
-    assert loaded.ids == index.ids and loaded.dim == index.dim
-    assert loaded.manifest["route"] == "r" and loaded.manifest["count"] == len(index)
+    assert loaded.ids == index.ids and loaded.dim == index.dim and len(loaded) == len(ids)
+    assert loaded.manifest["route"] == "r" and loaded.manifest["count"] == len(ids)
+    assert loaded.ann is not None and loaded.ann.hnsw.efSearch == index.manifest["ann"]["efSearch"]
     queries = vectors[:8] - 0.2
-    assert loaded.search(queries, 12) == index.search(queries, 12)
+    fresh = VectorIndex.build(ids, vectors)  # the build part, searched exactly
+    fresh.ann = index.ann
+    assert hits(loaded, queries, 12) == hits(fresh, queries, 12)
     np.testing.assert_array_equal(loaded.vector("i5"), index.vector("i5"))
-    # The loaded index keeps accepting replacements.
-    loaded.add(["i0"], vectors[[1]])
-    assert len(loaded) == len(index)
-    assert loaded.search(vectors[[1]], 2)[0][1][1] == pytest.approx(1.0, abs=1e-5)
+    assert loaded.vector("new") is None
+    for row in (0, 17, 59):
+        for a, b in zip(loaded.neighbours.of(row), index.neighbours.of(row)):
+            np.testing.assert_array_equal(a, b)
+    assert (loaded.neighbours.depth, loaded.neighbours.floor) == (10, pytest.approx(0.1))
+    # The loaded index takes live adds of its own.
+    assert loaded.add(["other"], vectors[[1]]) == 1
+    assert hits(loaded, vectors[[1]], 2)[0][1][1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_neighbour_tables_hold_each_rows_nearest_above_the_floor(points):
+    ids, vectors = points
+    index = VectorIndex.build(ids, vectors)
+    table = index.compute_neighbours(depth=5, floor=0.2)
+    matrix = np.stack([index.vector(i) for i in ids])
+    cos = matrix @ matrix.T
+    np.fill_diagonal(cos, -np.inf)  # a row is never its own neighbour
+    for row in range(len(ids)):
+        rows, sims = table.of(row)
+        expected = [r for r in np.argsort(-cos[row])[:5] if cos[row, r] >= 0.2]
+        assert rows.tolist() == expected
+        np.testing.assert_allclose(sims, cos[row, expected], atol=1e-5)
+    assert table.offsets[-1] == len(table.rows) == len(table.sims)
+    # Articles added later get their neighbours among the build's rows the same way.
+    index.add(["late"], vectors[[4]] + 0.05)
+    rows, sims = index.delta.neighbours[0]
+    late = unit(vectors[4] + 0.05)
+    expected = [r for r in np.argsort(-(matrix @ late))[:5] if matrix[r] @ late >= 0.2]
+    assert rows.tolist() == expected and sims == pytest.approx(matrix[expected] @ late, abs=1e-5)
+
+
+def test_hnsw_only_above_the_threshold_and_as_good_as_asked(points):
+    ids, vectors = points
+    index = VectorIndex.build(ids, vectors)
+    assert index.build_ann(threshold=len(ids), min_recall=0.9) == {"ann": "exact", "count": len(ids)}
+    assert index.ann is None
+    info = index.build_ann(threshold=10, min_recall=0.95)
+    assert info["ann"] == "hnsw" and info["recall_at_100"] >= 0.95 and index.ann is not None
+    exact = VectorIndex.build(ids, vectors)
+    queries = vectors[:10] + 0.05
+    found = [{i for i, _ in h} for h in hits(index, queries, 10)]
+    truth = [{i for i, _ in h} for h in hits(exact, queries, 10)]
+    assert np.mean([len(f & t) / 10 for f, t in zip(found, truth)]) >= 0.9
 
 
 def stage(store: BuildStore, version: str, marker: str = "") -> str:

@@ -1,15 +1,22 @@
-"""Online state in a real Redis: recent clicks, seen, hidden, hot windows, fresh list, and Redis
-being down (reads degrade, writes raise)."""
+"""The user's online state in a real Redis, as one request reads it (``fetch_context``): recent
+clicks, seen, what the routes declare (vectors, profile, memberships, the clusters' lists), and
+Redis being down (reads degrade, writes raise). Hot counts, fresh and hidden: test_live.py."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 import redis
 
-from recall.domain import EventRecord, to_unix
+from recall.catalog import ItemCatalog, ItemMeta
+from recall.clusterstore import ClusterStore
+from recall.domain import ContextNeeds, EventRecord, to_unix
 from recall.online import OnlineStore, OnlineStoreError
+from recall.profiles import UserProfile
+from recall.routes.cluster import ClusterListRoute
+from tests.conftest import REDIS_URL
 
 T0 = datetime(2026, 11, 10, 12, 0)
 NOW = to_unix(T0)
@@ -22,6 +29,27 @@ def event(user: str, article: str, kind: str, at: datetime) -> EventRecord:
 
 def hours_ago(h: float) -> datetime:
     return T0 - timedelta(hours=h)
+
+
+def seen_ids(store: OnlineStore, user: str, catalog: ItemCatalog, now: float = NOW) -> set[str]:
+    return {catalog.ids[r] for r in store.fetch_context(user, now, catalog).seen_rows}
+
+
+class CountingRedis(redis.Redis):
+    """A real client that counts the round trips a request makes (pipelines executed)."""
+
+    round_trips = 0
+
+    def pipeline(self, *args, **kwargs):
+        pipe = super().pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted(*a, **k):
+            CountingRedis.round_trips += 1
+            return execute(*a, **k)
+
+        pipe.execute = counted
+        return pipe
 
 
 @pytest.fixture
@@ -47,8 +75,9 @@ def test_recent_clicks_are_newest_first_and_capped(make_store):
     ctx = store.fetch_context("u", now=NOW)
     expected = [e.article_id for e in sorted(clicks, key=lambda e: e.ts, reverse=True)][:5]
     assert ctx.recent_clicks == expected
-    assert ctx.extras["click_times"] == sorted(ctx.extras["click_times"], reverse=True)
-    assert not ctx.is_cold and "degraded" not in ctx.extras
+    assert ctx.click_times == sorted(ctx.click_times, reverse=True)
+    assert ctx.click_times[0] == to_unix(hours_ago(13))
+    assert not ctx.is_cold and not ctx.degraded
     # A replay at an earlier moment sees only the clicks made up to then.
     assert store.fetch_context("u", now=to_unix(hours_ago(14.5))).recent_clicks == ["a5", "a4", "a3"]
     assert store.fetch_context("nobody", now=NOW).is_cold
@@ -63,68 +92,107 @@ def test_a_clicked_again_article_moves_to_the_front(online):
 @pytest.mark.parametrize("includes_impressions", [True, False])
 def test_seen_includes_impressions_only_when_configured(make_store, includes_impressions):
     store = make_store(seen_includes_impressions=includes_impressions)
+    catalog = ItemCatalog({i: ItemMeta() for i in ["shown", "clicked", "never"]})
     store.record_events([event("u", "shown", "impression", hours_ago(2)),
                          event("u", "clicked", "click", hours_ago(1))])
-    state = store.filter_state("u", ["shown", "clicked", "never"], NOW)
-    assert state.seen == ({"shown", "clicked"} if includes_impressions else {"clicked"})
-    assert store.filter_state("other_user", ["shown", "clicked"], NOW).seen == set()
+    assert seen_ids(store, "u", catalog) == ({"shown", "clicked"} if includes_impressions else {"clicked"})
+    assert seen_ids(store, "other_user", catalog) == set()
 
 
 def test_seen_entries_older_than_the_ttl_are_ignored(make_store):
     ttl = 3600
     store = make_store(seen_ttl_seconds=ttl)
+    catalog = ItemCatalog({i: ItemMeta() for i in ["old", "recent"]})
     store.record_events([event("u", "old", "click", T0 - timedelta(seconds=ttl + 60)),
                          event("u", "recent", "click", T0 - timedelta(seconds=ttl - 60))])
-    assert store.filter_state("u", ["old", "recent"], NOW).seen == {"recent"}
+    assert seen_ids(store, "u", catalog) == {"recent"}
     # Both count as seen for a request made just after the older one.
-    assert store.filter_state("u", ["old", "recent"], NOW - 120).seen == {"old", "recent"}
+    assert seen_ids(store, "u", catalog, NOW - 120) == {"old", "recent"}
 
 
-def test_hidden_items_and_unhiding(online):
-    online.publish_articles([("x", NOW - 60), ("y", NOW - 30)])
-    online.set_hidden("x", True)
-    assert online.filter_state("anyone", ["x", "y"], NOW).hidden == {"x"}
-    assert [i for i, _ in online.fresh(NOW, 10)] == ["y"]  # a hidden article leaves the fresh list
-    online.set_hidden("x", False)
-    assert online.filter_state("anyone", ["x", "y"], NOW).hidden == set()
-    assert online.filter_state("anyone", [], NOW).hidden == set()
+def test_seen_articles_the_process_has_not_met_yet_are_still_seen(online, settings):
+    """A click on an article this process has no row for (posted to another worker) is seen:
+    when the same id then comes back in a cluster's list, the seen filter must know its row."""
+    catalog = ItemCatalog({"known": ItemMeta()})
+    online.record_events([event("u", "elsewhere", "click", hours_ago(1)), event("u", "known", "click", hours_ago(2))])
+    ClusterStore(online).set_memberships({"u": {"kmeans-tag": ["c1"]}})
+    ClusterStore(online).add_clicks([(NOW - 3600, "elsewhere", {"kmeans-tag": ["c1"]})], NOW, 6.0, 10)
+    needs = ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=10)
+    ctx = online.fetch_context("u", NOW, catalog, needs)
+    listed, _ = ctx.cluster_lists[("cf", "kmeans-tag", "c1")]
+    assert [catalog.ids[r] for r in listed] == ["elsewhere"]
+    assert set(listed) <= set(ctx.seen_rows)
+    assert {catalog.ids[r] for r in ctx.seen_rows} == {"elsewhere", "known"}
 
 
-def test_window_stats_count_by_event_time_within_the_window(online):
-    online.record_events([
-        *[event(f"u{n}", "hot", "click", hours_ago(1 + n)) for n in range(3)],
-        event("u9", "hot", "impression", hours_ago(1)),
-        event("u1", "warm", "click", hours_ago(23)),
-        *[event(f"u{n}", "stale", "click", hours_ago(30)) for n in range(5)],
-        event("u1", "stale", "impression", hours_ago(30)),
-        event("u1", "future", "click", T0 + timedelta(hours=2)),  # after "now": not yet happened
-    ])
-    stats = online.window_stats(NOW, 24)
-    assert stats.clicks == {"hot": 3, "warm": 1}
-    assert stats.impressions == {"hot": 1}
-    wide = online.window_stats(NOW, 48)
-    assert wide.clicks == {"hot": 3, "warm": 1, "stale": 5} and wide.impressions == {"hot": 1, "stale": 1}
-    assert online.window_stats(NOW, 2).clicks == {"hot": 1}
-    # New events show up at once: writes invalidate the per-minute cache.
-    online.record_events([event("u5", "warm", "click", hours_ago(0.5))])
-    assert online.window_stats(NOW, 24).clicks == {"hot": 3, "warm": 2}
+def test_a_request_reads_what_its_routes_declare_in_at_most_two_round_trips(online, settings):
+    client = CountingRedis.from_url(REDIS_URL)
+    store = OnlineStore(client, settings)  # the test's prefix: the online fixture flushes it
+    catalog = ItemCatalog({i: ItemMeta(category="sports", tags=(("goal", 1.0),)) for i in ["a", "b", "c"]})
+    store.record_events([event("u", "a", "click", hours_ago(1))])
+    store.set_user_vectors("tag", [("u", np.arange(4, dtype=np.float32))])
+    store.set_user_vectors("dssm", [("u", np.ones(3, np.float32))])
+    store.apply_clicks_to_profiles([("u", NOW - 3600, catalog.get("a"))])
+    clusters = ClusterStore(store)
+    clusters.set_memberships({"u": {"kmeans-tag": ["c1", "c2"], "rule": ["sports"]}})
+    clusters.add_clicks([(NOW - 60 * k, item, {"kmeans-tag": ["c1"], "rule": ["sports"]})
+                         for k, item in enumerate(["b", "new", "b", "c"])], NOW, 6.0, 10)
+    # Centre lists come from the nightly job: written directly here.
+    client.zadd(store.k("cl", "kmeans-tag", "centre", "c2"), {"c": 0.9, "a": 0.5, "b": -0.2})
+
+    def fetch(needs: ContextNeeds):
+        before = CountingRedis.round_trips
+        ctx = store.fetch_context("u", NOW, catalog, needs)
+        return ctx, CountingRedis.round_trips - before
+
+    # Nothing declared: clicks and seen only, one round trip.
+    ctx, trips = fetch(ContextNeeds())
+    assert trips == 1 and ctx.recent_clicks == ["a"] and len(ctx.seen_rows) == 1
+    assert ctx.profile is None and ctx.clusters == {} and ctx.user_vectors == {} and ctx.cluster_lists == {}
+
+    # Vectors of the declared kinds only; the profile; the memberships, nearest first.
+    ctx, trips = fetch(ContextNeeds(vector_kinds=("tag", "lstm"), profile=True, clusters=True))
+    assert trips == 1
+    assert set(ctx.user_vectors) == {"tag"} and ctx.user_vectors["tag"].tolist() == [0, 1, 2, 3]
+    assert isinstance(ctx.profile, UserProfile) and ctx.profile.categories == {"sports": pytest.approx(1.0)}
+    assert ctx.clusters == {"kmeans-tag": ["c1", "c2"], "rule": ["sports"]} and ctx.cluster_lists == {}
+
+    # Lists: a second round trip, the declared kinds of the user's clusters, as deep as asked.
+    ctx, trips = fetch(ContextNeeds(clusters=True, list_kinds=("cf", "centre"), list_depth=2))
+    assert trips == 2
+    mine = [("kmeans-tag", "c1"), ("kmeans-tag", "c2"), ("rule", "sports")]
+    assert set(ctx.cluster_lists) == {(kind, scheme, label) for kind in ("cf", "centre") for scheme, label in mine}
+    rows, scores = ctx.cluster_lists[("cf", "kmeans-tag", "c1")]
+    assert [catalog.ids[r] for r in rows] == ["b", "new"] and scores[0] >= scores[1]
+    assert "new" in catalog.row_of and "new" not in catalog  # a row without metadata, for now
+    rows, scores = ctx.cluster_lists[("centre", "kmeans-tag", "c2")]
+    assert [catalog.ids[r] for r in rows] == ["c", "a"] and scores.tolist() == pytest.approx([0.9, 0.5])
+    assert len(ctx.cluster_lists[("cf", "kmeans-tag", "c2")][0]) == 0
+
+    # A user without clusters never costs the second round trip.
+    before = CountingRedis.round_trips
+    cold = store.fetch_context("nobody", NOW, catalog, ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=5))
+    assert CountingRedis.round_trips - before == 1 and cold.clusters == {} and cold.cluster_lists == {}
+    # The category asked for rides along.
+    assert store.fetch_context("u", NOW, catalog, category="sports").category == "sports"
+    client.close()
 
 
-def test_fresh_lists_published_articles_newest_first(online):
-    published = {"a": NOW - 7200, "b": NOW - 60, "c": NOW, "d": NOW + 3600, "e": NOW - 86_400}
-    online.publish_articles(list(published.items()))
-    fresh = online.fresh(NOW, 10)
-    expected = sorted((i for i, t in published.items() if t <= NOW), key=lambda i: -published[i])
-    assert [i for i, _ in fresh] == expected and "d" not in dict(fresh)
-    assert dict(fresh) == {i: published[i] for i in expected}
-    assert [i for i, _ in online.fresh(NOW, 2)] == expected[:2]
-    # An hour later the article scheduled for then is live and first.
-    assert online.fresh(NOW + 3600, 1)[0][0] == "d"
-
-    online.replace_fresh([("z", NOW - 5)])
-    assert online.fresh(NOW, 10) == [("z", NOW - 5)]
-    online.replace_fresh([])
-    assert online.fresh(NOW, 10) == []
+def test_cf_lists_long_after_the_build_still_rank(online):
+    """CF scores grow as 2 ** (age since the build / half-life), up to 2 ** 900: read a month or
+    more after a build (or by a state without a cutoff) they are far beyond float32's range."""
+    catalog = ItemCatalog()
+    ref = NOW - 40 * 86_400  # the last build ran 40 days ago: 160 half-lives of 6 h
+    ClusterStore(online).set_memberships({"u": {"kmeans-tag": ["c1"]}})
+    ClusterStore(online).add_clicks([(NOW - 60, "a", {"kmeans-tag": ["c1"]}), (NOW - 60, "a", {"kmeans-tag": ["c1"]}),
+                                     (NOW - 6 * 3600, "b", {"kmeans-tag": ["c1"]})], ref, 6.0, 10)
+    ctx = online.fetch_context("u", NOW, catalog, ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=10))
+    rows, scores = ctx.cluster_lists[("cf", "kmeans-tag", "c1")]
+    assert np.all(np.isfinite(scores))
+    assert scores[0] == pytest.approx(4 * scores[1], rel=0.01)  # two clicks against one 6 h older
+    found = ClusterListRoute("cluster_cf", "cf").retrieve(ctx, 10)
+    assert [catalog.ids[r] for r in found.rows] == ["a", "b"]
+    assert found.scores.tolist() == pytest.approx([1.0, 0.25], rel=0.01)
 
 
 @pytest.fixture
@@ -138,48 +206,19 @@ def down(settings):
 
 
 def test_redis_down_degrades_reads_and_counts_errors(down):
-    ctx = down.fetch_context("u", now=NOW)
+    needs = ContextNeeds(vector_kinds=("tag",), profile=True, clusters=True, list_kinds=("cf",), list_depth=5)
+    ctx = down.fetch_context("u", now=NOW, needs=needs, category="sports")
     assert ctx.recent_clicks == [] and ctx.user_vectors == {} and ctx.is_cold
-    assert ctx.extras.get("degraded") is True
+    assert len(ctx.seen_rows) == 0 and ctx.clusters == {} and ctx.cluster_lists == {}
+    assert ctx.degraded is True and ctx.category == "sports" and ctx.now == NOW
     assert down.errors == 1
-    state = down.filter_state("u", ["a", "b"], NOW)
-    assert state.seen == set() and state.hidden == set()
-    stats = down.window_stats(NOW, 24)
-    assert stats.clicks == {} and stats.impressions == {}
-    assert down.fresh(NOW, 10) == []
-    assert down.errors == 4
+    down.fetch_context("u", now=NOW)
+    assert down.errors == 2
     assert down.ping() is False
 
 
 def test_redis_down_makes_writes_raise(down):
     with pytest.raises(OnlineStoreError):
         down.record_events([event("u", "a", "click", T0)])
-
-
-def test_cached_windows_stay_equal_to_what_redis_counts(online, redis_client, settings):
-    online.window_stats(NOW, 24)  # cached for this minute; later writes are added to the cache
-    online.window_stats(NOW, 6)
-    edge = timedelta(seconds=settings.hot_bucket_seconds / 2)
-    online.record_events([
-        event("u1", "inside", "click", hours_ago(3)),
-        event("u1", "near_start", "click", T0 - timedelta(hours=24) + edge),
-        event("u1", "just_after_now", "impression", T0 + timedelta(seconds=90)),
-        event("u1", "older", "click", hours_ago(25)),
-        event("u1", "six_hours", "click", T0 - timedelta(hours=6) + edge),
-    ])
-    for hours in (24, 6):
-        cached = online.window_stats(NOW, hours)
-        recomputed = OnlineStore(redis_client, settings).window_stats(NOW, hours)
-        assert (cached.clicks, cached.impressions) == (recomputed.clicks, recomputed.impressions)
-    assert "inside" in online.window_stats(NOW, 24).clicks and "older" not in online.window_stats(NOW, 24).clicks
-
-
-def test_clearing_hot_buckets_also_forgets_cached_windows(online, redis_client, settings):
-    online.record_events([event("u1", "x", "click", hours_ago(1)), event("u2", "x", "click", hours_ago(2))])
-    assert online.window_stats(NOW, 24).clicks == {"x": 2}
-    online.clear_hot_buckets(online.bucket(NOW - 48 * 3600), online.bucket(NOW))
-    assert online.window_stats(NOW, 24).clicks == {}
-    # Replaying the same events (what the nightly refresh does) counts them once.
-    online.record_events([event("u1", "x", "click", hours_ago(1)), event("u2", "x", "click", hours_ago(2))])
-    assert online.window_stats(NOW, 24).clicks == {"x": 2}
-    assert OnlineStore(redis_client, settings).window_stats(NOW, 24).clicks == {"x": 2}
+    with pytest.raises(OnlineStoreError):
+        down.apply_clicks_to_profiles([("u", NOW, ItemMeta(category="sports"))])
