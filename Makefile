@@ -20,6 +20,8 @@ bench: install
 	$(PYTHON) -m bench.encoders
 	$(PYTHON) -m bench.clustering
 	$(PYTHON) -m bench.fastpath
+	$(PYTHON) -m bench.serving
+	$(PYTHON) -m bench.faults
 
 # docs/admin/*.png: every admin page over a demo-sized world, in Debian's headless chromium.
 screenshots: install

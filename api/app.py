@@ -1,5 +1,6 @@
 """The app factory. Importing this module builds nothing: ``create_app`` makes the app, and its
-lifespan opens SQL and Redis, loads the active build and starts the reload watcher."""
+lifespan opens SQL and Redis, loads the active build and starts the reload watcher and the
+online upkeep (outbox drain, rebuild of an emptied Redis)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from importlib.metadata import version
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from api import admin, reload
+from api import admin, limits, reload, upkeep
 from api.metrics import Metrics
 from api.requestlog import RequestLogMiddleware
 from api.routes import router
 from recall.credentials import KeyCache
 from recall.db import make_engine, make_sessionmaker, upgrade
-from recall.online import OnlineStore, connect_redis
+from recall.online import OnlineStore, close_redis, connect_redis
 from recall.routeconfig import load_route_configs
 from recall.service import RecallService, UnknownRouteError
 from recall.serving import ServingState
@@ -31,7 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     upgrade(engine)
     sessions = make_sessionmaker(engine)
     # Connecting is lazy: a Redis that is down now only degrades requests, it never stops startup.
-    redis_client = connect_redis(settings)
+    redis_client = connect_redis(settings, serving=True)
     online = OnlineStore(redis_client, settings)
     with sessions() as session:
         configs = load_route_configs(session)
@@ -44,15 +45,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine, app.state.sessions = engine, sessions
     app.state.online, app.state.service, app.state.keys = online, service, keys
     app.state.metrics.track(service)
-    watcher = asyncio.create_task(reload.watch(service, sessions, keys))
+    tasks = [asyncio.create_task(reload.watch(service, sessions, keys)),
+             asyncio.create_task(upkeep.keep_online_whole(service, sessions))]
     try:
         yield
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         service.close()
-        redis_client.close()
+        close_redis(redis_client)
         engine.dispose()
 
 
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   summary="Multi-route candidate recall for news feeds")
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
+    limits.install(app)  # body cap, NUL-free /v1 ids, their documented errors (inside the request log)
     app.add_middleware(RequestLogMiddleware, observe=app.state.metrics.observe_request)
     app.add_exception_handler(UnknownRouteError, unknown_route)
     app.include_router(router)

@@ -49,3 +49,4 @@ async def require_api_key(
         raise unauthorized("invalid API key", error="invalid_token")
     if outcome is KeyCheck.REVOKED:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this API key has been revoked")
+    request.state.api_key_id = keys.key_id(key)  # callers' event ids live in their key's namespace

@@ -26,13 +26,23 @@ log = logging.getLogger(__name__)
 
 def refresh(service: RecallService, sessions: sessionmaker[Session], keys: KeyCache | None = None) -> None:
     """Swap in the active build if it changed, and the route configs if they changed; re-check
-    cached API keys (a revoked key stops working here) and record their use."""
-    active = BuildStore(service.settings.builds_dir).active_version()
-    if active is not None and active != service.state.version:
-        state = ServingState.load(service.settings)
-        state.warm()
-        service.set_state(state)
-        log.info("serving build %s", state.version)
+    cached API keys (a revoked key stops working here) and record their use.
+
+    A build that cannot be served (ACTIVE names a missing or corrupt one) never replaces the one
+    loaded: the failure is logged, and the state records the version asked for and why it is
+    not served (``requested``, ``load_error``). It is tried again once ACTIVE changes."""
+    store = BuildStore(service.settings.builds_dir)
+    active = store.active_version()
+    current = service.state
+    if active is not None and active != (current.requested or current.version):
+        try:
+            state = ServingState.load(service.settings, store.root / active, fallback=False)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, keep serving
+            current.requested, current.load_error = active, str(exc)
+            log.error("build %s cannot be served; still serving build %s: %s", active, current.version, exc)
+        else:
+            service.set_state(state)
+            log.info("serving build %s", state.version)
     with sessions() as session:
         configs = load_route_configs(session)
     if configs != service.configs:

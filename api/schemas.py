@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -12,18 +13,62 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StringConstraints,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from recall.domain import ArticleRecord
 
-# Ids are VARCHAR(128) in SQL (recall/models.py); event keys VARCHAR(255), of which "api:" is ours.
+# Ids are VARCHAR(128) in SQL (recall/models.py); event keys VARCHAR(255), of which the API's
+# namespace "api:{API key id}:" is ours (key ids are VARCHAR(16)).
 ID_MAX_LENGTH = 128
-EVENT_KEY_MAX_LENGTH = 250
+EVENT_KEY_MAX_LENGTH = 255 - len("api::") - 16
 # One request is one SQL transaction and one Redis pipeline: keep both short.
 MAX_EVENTS_PER_REQUEST = 1000
+
+
+def clean_text(value: str) -> str:
+    """Text every database stores: PostgreSQL refuses NUL characters, and a lone surrogate (JSON
+    "\\ud800") has no UTF-8 form."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from error
+    return value
+
+
+def naive_utc(ts: datetime) -> datetime:
+    """The project stores naive UTC; ISO times without an offset already are. A time at the edge
+    of the calendar whose offset would carry it out (0001-01-01T00:00:00+01:00) is refused."""
+    if ts.tzinfo is None:
+        return ts
+    try:
+        return ts.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError as error:
+        raise ValueError("is out of the datetime range once converted to UTC") from error
+
+
+def text(max_length: int, min_length: int | None = None) -> Any:
+    """A string type of bounded length that every database stores (``clean_text``)."""
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(clean_text)]
+
+
+Id = text(ID_MAX_LENGTH, min_length=1)
+UtcTime = Annotated[datetime, AfterValidator(naive_utc)]
+
+
+# ---- errors ------------------------------------------------------------------------------------
+class ErrorMessage(BaseModel):
+    """An error explained in one message: 400, 401, 403, 404, 413, 503, and the 422 of a route
+    name the service does not know (other 422s list every invalid field, HTTPValidationError)."""
+
+    detail: str
 
 
 # ---- recall --------------------------------------------------------------------------------
@@ -85,14 +130,14 @@ class SimilarResponse(BaseModel):
 
 # ---- events ----------------------------------------------------------------------------------
 class EventIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH)
-    article_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH)
+    user_id: Id
+    article_id: Id
     kind: Literal["impression", "click"]
-    ts: datetime | None = Field(
+    ts: UtcTime | None = Field(
         None, description="ISO-8601 (UTC unless it carries an offset) or unix seconds; default: now")
-    impression_id: str | None = Field(None, max_length=ID_MAX_LENGTH)
-    id: str | None = Field(None, min_length=1, max_length=EVENT_KEY_MAX_LENGTH,
-                           description="the event's key: a retried event with the same id is stored once")
+    impression_id: text(ID_MAX_LENGTH) | None = None
+    id: text(EVENT_KEY_MAX_LENGTH, min_length=1) | None = Field(
+        None, description="the event's key: a retried event with the same id is stored once")
 
 
 class EventBatch(BaseModel):
@@ -111,15 +156,35 @@ MAX_ARTICLES_PER_REQUEST = 100
 MAX_TAGS = MAX_ENTITIES = 100
 TITLE_MAX_LENGTH = 1_000
 BODY_MAX_LENGTH = 100_000
+URL_MAX_LENGTH = 2_048
+LABEL_MAX_LENGTH = 256
+ShortText = Id
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#]+"  # documents the shape; http_url checks it
 
 
-def naive_utc(ts: datetime) -> datetime:
-    """The project stores naive UTC; ISO times without an offset already are."""
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+def http_url(value: str) -> str:
+    """An absolute http(s) URL with a host, without spaces or control characters."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must be an http(s) URL without spaces or control characters")
+    parts = urlsplit(value)  # a malformed host or port raises ValueError: a 422 all the same
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.port == 0:
+        raise ValueError("must be an absolute http(s) URL with a host")
+    return value
 
 
-UtcTime = Annotated[datetime, AfterValidator(naive_utc)]
-ShortText = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
+def image_url(value: str) -> str:
+    try:
+        return http_url(value)
+    except ValueError as error:
+        raise ValueError(f"{error}: the API never reads a path on the server (only a CLI ingest may "
+                         "name image files)") from error
+
+
+def url_text(check: Any) -> Any:
+    """A URL string type: bounded, stored as given, checked by ``check``; documented by its shape."""
+    return Annotated[str, StringConstraints(max_length=URL_MAX_LENGTH), AfterValidator(clean_text),
+                     AfterValidator(check),
+                     WithJsonSchema({"type": "string", "maxLength": URL_MAX_LENGTH, "pattern": URL_PATTERN})]
 
 
 class TagIn(BaseModel):
@@ -129,15 +194,26 @@ class TagIn(BaseModel):
     weight: float = Field(1.0, allow_inf_nan=False)
 
 
+class EntityIn(BaseModel):
+    """A knowledge-graph entity the article names (entity2vec reads ``wikidata_id``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    wikidata_id: str = Field(max_length=16, pattern=r"^Q[1-9][0-9]{0,14}$", description="e.g. Q42")
+    label: text(LABEL_MAX_LENGTH, min_length=1) | None = None
+    type: text(ID_MAX_LENGTH, min_length=1) | None = Field(None, description="e.g. P (person)")
+    confidence: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+
+
 class ArticleIn(BaseModel):
     """One article. Unknown fields are refused, so a misspelt field is an error, not lost data."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     id: ShortText
-    title: str | None = Field(None, max_length=TITLE_MAX_LENGTH)
-    body: str | None = Field(None, max_length=BODY_MAX_LENGTH, validation_alias=AliasChoices("body", "abstract"),
-                             description="body text or abstract (either name)")
+    title: text(TITLE_MAX_LENGTH) | None = None
+    body: text(BODY_MAX_LENGTH) | None = Field(None, validation_alias=AliasChoices("body", "abstract"),
+                                               description="body text or abstract (either name)")
     category: ShortText | None = None
     subcategory: ShortText | None = None
     media_id: ShortText | None = None
@@ -145,10 +221,12 @@ class ArticleIn(BaseModel):
         default_factory=list, max_length=MAX_TAGS,
         description='[{"tag", "weight"}], or tag strings strongest first (weights 1.0, 0.9, ...), '
                     'or {"tag": weight}')
-    entities: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ENTITIES)
-    image_ref: str | None = Field(None, validation_alias=AliasChoices("image_ref", "image"),
-                                  description="a path on the server or an http(s) URL of the image (img2vec)")
-    url: str | None = None
+    entities: list[EntityIn] = Field(default_factory=list, max_length=MAX_ENTITIES)
+    image_ref: url_text(image_url) | None = Field(
+        None, validation_alias=AliasChoices("image_ref", "image"),
+        description="an http(s) URL of the image (img2vec), fetched once by the server from public "
+                    "addresses only; paths on the server are read only for articles a CLI ingest stores")
+    url: url_text(http_url) | None = None
     published_at: UtcTime | None = Field(
         None, description="ISO-8601 or unix seconds; default: when first received (a re-POST keeps it)")
     expires_at: UtcTime | None = Field(None, description="when it stops being recalled; default: never")
@@ -183,13 +261,14 @@ class ArticleIn(BaseModel):
             subcategory=self.subcategory,
             media_id=self.media_id,
             tags=tuple(sorted(weights.items(), key=lambda tw: -tw[1])),
-            entities=tuple(self.entities),
+            entities=tuple(entity.model_dump(exclude_none=True) for entity in self.entities),
             image_ref=self.image_ref or None,
             url=self.url or None,
             published_at=self.published_at,
             expires_at=self.expires_at,
             status=self.status,
             source="api",
+            image_origin="http",  # came over HTTP: only ever fetched as a URL, never read as a path
         )
 
 
@@ -249,6 +328,9 @@ class Liveness(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    version: str | None
+    version: str | None = Field(description="the build served")
     checks: dict[str, bool]
     reasons: list[str] = Field(description="what is not ready; empty when ready")
+    requested: str | None = Field(None, description="the build ACTIVE names, when another is served")
+    load_error: str | None = Field(None, description="why the requested build is not served (the "
+                                                     "process serves the newest valid one instead)")

@@ -96,8 +96,9 @@ def nearest_built(service: RecallService, route: str, article: ArticleRecord) ->
     state = service.state
     vector = state.encoder(ROUTES[route].encoder).encode([article])
     floor = service.configs[route].params.get("cosine_floor", service.settings.default_cosine_floor)
-    hits = state.indexes[route].search(vector, 1)[0]
-    return hits[0][0] if hits and hits[0][1] >= floor else None
+    index = state.indexes[route]
+    rows, sims = index.search(vector, 1)
+    return index.id_of(int(rows[0, 0])) if rows.shape[1] and rows[0, 0] >= 0 and sims[0, 0] >= floor else None
 
 
 def post_and_wait(api: TestClient, article: ArticleRecord, route: str, related: str,

@@ -3,7 +3,10 @@
 ``__init__`` stores hyper-parameters only; ``fit`` learns and returns ``self`` (learned state ends
 in ``_``); ``encode`` turns a batch of articles into an ``(n, dim)`` float32 array of
 L2-normalised rows. A row the encoder cannot fill (no tags, no text, a broken image, an article
-too rarely clicked) is all zeros: indexes skip such rows and routes never see them.
+too rarely clicked) is all zeros: indexes skip such rows and routes never see them. So is an
+article the encoder cannot even read (a malformed row already in SQL: entities that are not
+objects, a tag that is not text...): ``skipped`` counts those (``SkipsUnreadable``), and one bad
+article never fails the batch it came in, the fast path, catch-up or the nightly build.
 
 ``params()`` returns the hyper-parameters: the one place they are listed, read by ``save`` (and
 so ``load``), by the trained encoders' version digests and by the nightly job's reuse key
@@ -13,14 +16,45 @@ encoder in ``encoders/registry.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, Self, TypeVar, runtime_checkable
 
 import numpy as np
 
 from recall.domain import ArticleRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# What reading a malformed article's fields raises; a model or a missing fit raises something else.
+UNREADABLE = (TypeError, ValueError, AttributeError, KeyError, IndexError, UnicodeError, OverflowError)
+
+
+class SkipsUnreadable:
+    """Skip and count the articles an encoder cannot read instead of failing their batch.
+
+    A row already in SQL may hold what validation refuses today (an entity that is not an object,
+    a ``wikidata_id`` that is a list, a tag that is not text); reading it raises. The encoder
+    reads each article's fields through ``_readable``: such an article gets ``default`` (so a
+    zero row, as for an article with nothing to read), ``skipped`` counts it (over the encoder's
+    life, like img2vec's ``failures_``) and the log names it. Only reading an article is guarded:
+    a model that fails still raises.
+    """
+
+    name: str
+    skipped: int = 0
+
+    def _readable(self, read: Callable[[ArticleRecord], T], article: ArticleRecord, default: T) -> T:
+        try:
+            return read(article)
+        except UNREADABLE as error:
+            self.skipped += 1
+            log.warning("%s skips article %r, which it cannot read: %s: %s",
+                        self.name, getattr(article, "id", None), type(error).__name__, error)
+            return default
 
 
 class NothingToLearn(ValueError):

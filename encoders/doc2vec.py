@@ -22,7 +22,7 @@ from typing import Self
 import numpy as np
 import torch
 
-from encoders.base import TrainingCorpus
+from encoders.base import SkipsUnreadable, TrainingCorpus
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 from recall.index import normalise
@@ -135,7 +135,7 @@ class MeanPooledTransformer:
             return ((states * mask).sum(dim=1) / mask.sum(dim=1)).numpy()
 
 
-class DocBertEncoder(FrozenModelEncoder):
+class DocBertEncoder(SkipsUnreadable, FrozenModelEncoder):
     name = "doc2vec"
 
     def __init__(self, model_path: str | Path | None = None, max_length: int = 128,
@@ -165,7 +165,7 @@ class DocBertEncoder(FrozenModelEncoder):
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
         model = self._ready()
         out = np.zeros((len(articles), self.dim), np.float32)
-        texts = [article_text(a) for a in articles]
+        texts = [self._readable(article_text, a, "") for a in articles]
         # Longest first, so each batch pads to similar lengths; empty texts stay zero rows.
         rows = sorted((r for r, text in enumerate(texts) if text), key=lambda r: -len(texts[r]))
         for start in range(0, len(rows), self.batch_size):

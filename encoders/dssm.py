@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import NothingToLearn, NotFitted, TrainingCorpus
+from encoders.base import NothingToLearn, NotFitted, SkipsUnreadable, TrainingCorpus
 from encoders.tag2vec import top_tags
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
@@ -117,7 +117,7 @@ def click_matrices(histories: np.ndarray, members: int,
     return counts(histories), counts(histories[:, -recent:])
 
 
-class DSSMEncoder:
+class DSSMEncoder(SkipsUnreadable):
     name = "dssm"
     requires_fit = True
 
@@ -159,7 +159,8 @@ class DSSMEncoder:
     def _ids(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
         ids = np.zeros((len(articles), SLOTS), np.int64)
         for row, article in enumerate(articles):
-            ids[row] = [self.vocab_.get(token, 0) if token else 0 for token in feature_slots(article)]
+            slots = self._readable(feature_slots, article, [None] * SLOTS)
+            ids[row] = [self.vocab_.get(token, 0) if token else 0 for token in slots]
         return ids
 
     def _text(self, articles: Sequence[ArticleRecord], text_vectors: TextVectors | None) -> np.ndarray:
@@ -172,7 +173,8 @@ class DSSMEncoder:
     def fit(self, corpus: TrainingCorpus, text_vectors: TextVectors | None = None) -> Self:
         clicked = sorted({aid for clicks in corpus.click_sequences.values() for aid in clicks
                           if aid in corpus.articles})
-        counts = Counter(t for aid in clicked for t in set(feature_slots(corpus.articles[aid])) if t)
+        counts = Counter(t for aid in clicked
+                         for t in set(self._readable(feature_slots, corpus.articles[aid], [])) if t)
         kept = sorted(t for t, c in counts.items() if c >= self.min_count)
         self.vocab_ = {token: i for i, token in enumerate(kept, start=1)}
         self.text_dim_ = len(next(iter(text_vectors.values()))) if text_vectors else 0

@@ -5,7 +5,9 @@ Wikidata entities): one entity a line, its WikidataId then the numbers, separate
 Nothing is trained: ``fit`` reads the file (``encode`` does on first use when nothing did), and
 the whole table is kept, also by ``save`` (not only the corpus's entities), so that tomorrow's
 articles about a known entity are encoded too and a saved model needs the file no more. An entity counts
-once per article even when both the title and the abstract name it.
+once per article even when both the title and the abstract name it. An article whose entities
+cannot be read (one that is not an object, a ``wikidata_id`` that is not text) is a zero row,
+counted in ``skipped``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Self
 
 import numpy as np
 
-from encoders.base import TrainingCorpus
+from encoders.base import SkipsUnreadable, TrainingCorpus
 from recall.domain import ArticleRecord
 from recall.index import normalise
 
@@ -42,7 +44,21 @@ def read_entity_vectors(path: Path, dim: int) -> tuple[list[str], np.ndarray, st
     return ids, vectors, digest.hexdigest()
 
 
-class EntityVectorEncoder:
+def entity_ids(article: ArticleRecord) -> list[str]:
+    """The article's Wikidata ids, each once, in order; TypeError for entities it cannot read."""
+    ids = []
+    for entity in article.entities:
+        if not isinstance(entity, dict):
+            raise TypeError(f"an entity is {type(entity).__name__}, not an object")
+        entity_id = entity.get("wikidata_id")
+        if entity_id is not None and not isinstance(entity_id, str):
+            raise TypeError(f"wikidata_id is {type(entity_id).__name__}, not text")
+        if entity_id:
+            ids.append(entity_id)
+    return list(dict.fromkeys(ids))
+
+
+class EntityVectorEncoder(SkipsUnreadable):
     name = "entity2vec"
     requires_fit = False  # the vectors are given: encode reads the file when fit has not
 
@@ -84,8 +100,7 @@ class EntityVectorEncoder:
         vectors = self._ready()
         out = np.zeros((len(articles), self.dim_), np.float32)
         for row, article in enumerate(articles):
-            entities = dict.fromkeys(e.get("wikidata_id") for e in article.entities)
-            rows = [self.row_of_[e] for e in entities if e in self.row_of_]
+            rows = [self.row_of_[e] for e in self._readable(entity_ids, article, []) if e in self.row_of_]
             if rows:
                 out[row] = vectors[rows].mean(axis=0)
         return normalise(out)

@@ -11,26 +11,31 @@ Two backends, chosen by ``backend``:
   feature (the classifier's input), which is a fair general image descriptor; the NSFW
   probability is a by-product that ``safety_scores`` exposes for a safety filter.
 
-Image refs are file paths or http(s) URLs. A missing, unreadable, corrupt or too large image
-(over ``max_bytes``, or ``max_pixels`` checked on the header before decoding, which also stops
-decompression bombs) never raises: its row is zeros and ``failures_`` counts it by reason.
+Image refs are http(s) URLs or, for articles a CLI ingest stored (``ArticleRecord.image_source``
+"local"), file paths; a path that came over HTTP is never read. URLs are fetched by
+``encoders/fetch.py``: public addresses only (``fetch_allow`` lets named hosts or networks through),
+the checked address connected to, one deadline (``timeout``) per image, ``max_bytes`` at most,
+and kept in the image cache (``cache_dir``) so an image is fetched once by all processes. A
+missing, refused, unreadable, corrupt or too large image (over ``max_bytes``, or ``max_pixels``
+checked on the header before decoding, which also stops decompression bombs) never raises: its
+row is zeros and ``failures_`` counts it by reason. An article whose ``image_ref`` is not text at
+all is skipped and counted in ``skipped``.
 """
 
 from __future__ import annotations
 
 import io
-import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Self
 
-import httpx
 import numpy as np
 import torch
 from PIL import Image
 
+from encoders.base import SkipsUnreadable
 from encoders.doc2vec import FrozenModelEncoder, model_folder_identity
+from encoders.fetch import FetchPolicy, ImageCache, ImageFailure, ImageFetcher, is_url
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 from recall.index import normalise
@@ -38,32 +43,37 @@ from recall.index import normalise
 BACKENDS = ("transformers", "onnx-nsfw")
 
 
-class ImageFailure(Exception):
-    """Why an image could not be had: missing, corrupt, too_large or fetch_error."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 class ImageReader:
-    """Reads image refs within byte and pixel limits; one HTTP client for a whole batch."""
+    """Reads articles' images within byte and pixel limits: URLs through the fetcher (and its
+    cache), paths only for articles whose image_ref a CLI ingest stored."""
 
-    def __init__(self, max_bytes: int, max_pixels: int, timeout: float):
+    def __init__(self, max_bytes: int, max_pixels: int, timeout: float, fetch_allow: str = "",
+                 cache_dir: str | Path | None = None):
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
-        self.timeout = timeout
-        self._client: httpx.Client | None = None
+        self.fetcher = ImageFetcher(FetchPolicy.of(max_bytes, timeout, fetch_allow),
+                                    ImageCache(cache_dir) if cache_dir else None)
 
-    def __enter__(self) -> Self:
-        return self
+    def fetch(self, articles: Iterable[ArticleRecord]) -> dict[str, bytes | ImageFailure]:
+        """The URLs among the articles' image refs, fetched side by side (or read from the cache)."""
+        return self.fetcher.get_many(a.image_ref for a in articles
+                                     if isinstance(a.image_ref, str) and is_url(a.image_ref))
 
-    def __exit__(self, *_exc) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    def read(self, ref: str | None) -> Image.Image:
-        data = self._fetch(ref) if ref and ref.startswith(("http://", "https://")) else self._read_file(ref)
+    def read(self, article: ArticleRecord, fetched: dict[str, bytes | ImageFailure] | None = None) -> Image.Image:
+        ref = article.image_ref
+        if ref is not None and not isinstance(ref, str):
+            raise TypeError(f"image_ref is {type(ref).__name__}, not text")
+        if ref and is_url(ref):
+            outcome = (fetched or {}).get(ref)
+            if outcome is None:
+                outcome = self.fetcher.get_many([ref])[ref]
+            if isinstance(outcome, ImageFailure):
+                raise outcome
+            data = outcome
+        elif ref and article.image_source != "local":
+            raise ImageFailure("refused", "a path that came over HTTP is never read")
+        else:
+            data = self._read_file(ref)
         try:
             image = Image.open(io.BytesIO(data))  # reads the header only
             if image.width * image.height > self.max_pixels:
@@ -84,27 +94,6 @@ class ImageReader:
             return path.read_bytes()
         except OSError as error:  # unreadable (permissions, vanished meanwhile)
             raise ImageFailure("missing") from error
-
-    def _fetch(self, url: str) -> bytes:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, follow_redirects=True)
-        deadline = time.monotonic() + self.timeout  # httpx's timeout is per read, not in total
-        try:
-            with self._client.stream("GET", url) as response:
-                if response.status_code in (404, 410):
-                    raise ImageFailure("missing")
-                if response.status_code >= 400:
-                    raise ImageFailure("fetch_error")
-                data = bytearray()
-                for part in response.iter_bytes():  # stop early: Content-Length may lie or be absent
-                    data += part
-                    if len(data) > self.max_bytes:
-                        raise ImageFailure("too_large")
-                    if time.monotonic() > deadline:
-                        raise ImageFailure("fetch_error")
-                return bytes(data)
-        except httpx.HTTPError as error:
-            raise ImageFailure("fetch_error") from error
 
 
 def _varint(n: int) -> bytes:
@@ -186,12 +175,13 @@ def build_random_resnet(directory: Path, seed: int = 0, image_size: int = 64) ->
     return directory
 
 
-class ImageResNetEncoder(FrozenModelEncoder):
+class ImageResNetEncoder(SkipsUnreadable, FrozenModelEncoder):
     name = "img2vec"
 
     def __init__(self, model_path: str | Path | None = None, backend: str = "transformers",
-                 max_bytes: int = 20_000_000, max_pixels: int = 40_000_000, timeout: float = 5.0,
-                 batch_size: int = 16, threads: int = 2):
+                 max_bytes: int = 20_000_000, max_pixels: int = 40_000_000, timeout: float = 3.0,
+                 batch_size: int = 16, threads: int = 2, fetch_allow: str = "",
+                 cache_dir: str | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"img2vec backend must be one of {BACKENDS}, not {backend!r}")
         if not model_path and backend == "onnx-nsfw":
@@ -202,9 +192,14 @@ class ImageResNetEncoder(FrozenModelEncoder):
         self.backend = backend
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
-        self.timeout = timeout
+        self.timeout = timeout  # one deadline for everything one image takes: DNS, redirects, body
         self.batch_size = batch_size
         self.threads = threads
+        # Runtime settings, saved with the build like threads (a serving process uses the build's):
+        # hosts or networks fetched although not public (Settings.image_fetch_allow), and where
+        # fetched images are kept (Settings.var_dir / cache / images; None: no cache).
+        self.fetch_allow = fetch_allow
+        self.cache_dir = str(cache_dir) if cache_dir else None
         self.version = "unloaded"
         self.model_: TransformersResNet | OnnxNsfwResNet | None = None
         self.failures_: Counter[str] = Counter()
@@ -218,24 +213,45 @@ class ImageResNetEncoder(FrozenModelEncoder):
         return {"model_path": self.model_path, "backend": self.backend, "max_bytes": self.max_bytes,
                 "max_pixels": self.max_pixels, "timeout": self.timeout}
 
+    def _runtime(self) -> dict:
+        return {**super()._runtime(), "fetch_allow": self.fetch_allow, "cache_dir": self.cache_dir}
+
     def _load_model(self) -> TransformersResNet | OnnxNsfwResNet:
         backend = TransformersResNet if self.backend == "transformers" else OnnxNsfwResNet
         return backend(Path(self.model_path), self.threads)
 
+    def _reader(self) -> ImageReader:
+        return ImageReader(self.max_bytes, self.max_pixels, self.timeout, self.fetch_allow, self.cache_dir)
+
+    def prefetch(self, articles: Sequence[ArticleRecord]) -> int:
+        """Fetch the articles' image URLs into the cache now, side by side; how many URLs.
+
+        The API calls it before it commits posted articles, so the workers that take them from
+        SQL (catch-up) and the nightly build find the images (or why there are none) in the cache."""
+        return len(self._reader().fetch(articles))
+
+    def _image(self, reader: ImageReader, fetched: dict, article: ArticleRecord) -> Image.Image | None:
+        try:
+            return reader.read(article, fetched)
+        except ImageFailure as failure:
+            self.failures_[failure.reason] += 1
+            return None
+
     def _decoded_batches(self, articles: Sequence[ArticleRecord]
                          ) -> Iterator[tuple[list[int], list[Image.Image]]]:
         """(rows, images) a batch at a time, for the articles whose image could be read."""
-        with ImageReader(self.max_bytes, self.max_pixels, self.timeout) as reader:
-            for start in range(0, len(articles), self.batch_size):
-                rows, images = [], []
-                for row in range(start, min(start + self.batch_size, len(articles))):
-                    try:
-                        images.append(reader.read(articles[row].image_ref))
-                        rows.append(row)
-                    except ImageFailure as failure:
-                        self.failures_[failure.reason] += 1
-                if rows:
-                    yield rows, images
+        reader = self._reader()
+        for start in range(0, len(articles), self.batch_size):
+            batch = articles[start: start + self.batch_size]
+            fetched = reader.fetch(batch)  # a batch's URLs side by side, each within its deadline
+            rows, images = [], []
+            for row, article in enumerate(batch, start=start):
+                image = self._readable(lambda a: self._image(reader, fetched, a), article, None)
+                if image is not None:
+                    images.append(image)
+                    rows.append(row)
+            if rows:
+                yield rows, images
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
         model = self._ready()

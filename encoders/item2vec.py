@@ -39,13 +39,13 @@ class ClickSequenceEncoder(FastTextSequenceEncoder):
         for clicks in corpus.click_sequences.values():
             # A clicked id without a record is still an article: item2vec places it all the same.
             articles = (corpus.articles.get(aid) or ArticleRecord(id=aid, id_only=True) for aid in clicks)
-            yield [t for t in map(self.token, articles) if t is not None]
+            yield [t for t in (self._readable(self.token, a, None) for a in articles) if t is not None]
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
         self._require_model()
         out = np.zeros((len(articles), self.dim_), np.float32)
         for row, article in enumerate(articles):
-            token = self.token(article)
+            token = self._readable(self.token, article, None)
             if token is not None and self.knows(token):
                 out[row] = self.token_vectors([token])[0]
         return normalise(out)

@@ -37,7 +37,9 @@ def _img2vec(s: Settings) -> Encoder:
     if s.image_backend == "transformers" and not s.image_model_path:
         raise EncoderUnavailable("no ResNet folder: set RECALL_IMAGE_MODEL_PATH")
     try:
-        return ImageResNetEncoder(s.image_model_path or None, backend=s.image_backend, threads=s.threads)
+        # Fetched images are kept under var_dir, shared by the API's workers and the nightly job.
+        return ImageResNetEncoder(s.image_model_path or None, backend=s.image_backend, threads=s.threads,
+                                  fetch_allow=s.image_fetch_allow, cache_dir=str(s.var_dir / "cache" / "images"))
     except ImportError as exc:
         raise EncoderUnavailable(f"image backend {s.image_backend!r} unavailable: {exc}") from exc
 

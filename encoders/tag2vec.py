@@ -20,7 +20,7 @@ from typing import Self
 import fasttext
 import numpy as np
 
-from encoders.base import NothingToLearn, NotFitted, TrainingCorpus
+from encoders.base import NothingToLearn, NotFitted, SkipsUnreadable, TrainingCorpus
 from recall.domain import ArticleRecord, tag_token
 from recall.index import normalise
 
@@ -39,7 +39,7 @@ def top_tags(article: ArticleRecord, k: int = TOP_TAGS) -> list[str]:
 INIT_THREADS = 10
 
 
-class FastTextSequenceEncoder:
+class FastTextSequenceEncoder(SkipsUnreadable):
     """A fastText skipgram trained on token sentences; shared by tag2vec, item2vec, media2vec."""
 
     name = "fasttext"
@@ -171,10 +171,10 @@ class Tag2VecEncoder(FastTextSequenceEncoder):
 
     def sentences(self, corpus: TrainingCorpus) -> Iterable[list[str]]:
         for article in corpus.articles.values():
-            tags = top_tags(article, k=len(article.tags))
+            tags = self._readable(lambda a: top_tags(a, k=len(a.tags)), article, [])
             if len(tags) > 1:
                 yield tags
-        top = {aid: top_tags(a) for aid, a in corpus.articles.items() if a.tags}
+        top = {aid: self._readable(top_tags, a, []) for aid, a in corpus.articles.items() if a.tags}
         for clicks in corpus.click_sequences.values():
             yield [t for aid in clicks for t in top.get(aid, ())]
 
@@ -182,7 +182,7 @@ class Tag2VecEncoder(FastTextSequenceEncoder):
         self._require_model()  # even for a batch without tags, which needs no vector
         out = np.zeros((len(articles), self.dim_), np.float32)
         for row, article in enumerate(articles):
-            tags = top_tags(article)
+            tags = self._readable(top_tags, article, [])
             if tags:  # equal-weight sum of the top-3 tags
                 out[row] = self.token_vectors(tags).sum(axis=0)
         return normalise(out)

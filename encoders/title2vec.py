@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from encoders.base import NothingToLearn, NotFitted, TrainingCorpus
+from encoders.base import NothingToLearn, NotFitted, SkipsUnreadable, TrainingCorpus
 from encoders.text import PAD_ID, UNK_ID, Vocabulary, tokenize
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
@@ -118,7 +118,7 @@ class TitleTrainingSet:
         return cls(titles, labels, categories, pair_array)
 
 
-class TitleLSTMEncoder:
+class TitleLSTMEncoder(SkipsUnreadable):
     """``threads`` defaults to 1: a small LSTM's per-step products gain little from a second
     thread, and when other processes hold the cores, OpenMP threads waiting for each other made
     encoding 60 times slower in our measurements."""
@@ -169,7 +169,8 @@ class TitleLSTMEncoder:
         return TitleNet(vocab_size, self.embed_dim, self.hidden, self.dim_)
 
     def fit(self, corpus: TrainingCorpus) -> Self:
-        tokens_of = {aid: tokenize(a.title) for aid, a in corpus.articles.items() if a.title}
+        tokens_of = {aid: self._readable(lambda a: tokenize(a.title), a, [])
+                     for aid, a in corpus.articles.items() if a.title}
         vocab = Vocabulary.build(tokens_of.values(), self.min_count, self.max_vocab)
         data = TitleTrainingSet.from_corpus(corpus, tokens_of, vocab, self.max_tokens, self.pair_window)
         use_clicks = len(data.pairs) >= self.min_pairs
@@ -250,7 +251,8 @@ class TitleLSTMEncoder:
         if self.model_ is None or self.vocab_ is None:
             raise NotFitted(self.name)
         out = np.zeros((len(articles), self.dim_), np.float32)
-        ids = [self.vocab_.ids(tokenize(a.title), self.max_tokens) for a in articles]
+        ids = [self._readable(lambda a: self.vocab_.ids(tokenize(a.title), self.max_tokens), a, [])
+               for a in articles]
         rows = [r for r, seq in enumerate(ids) if has_words(seq)]
         with torch_threads(self.threads), torch.inference_mode():
             for start in range(0, len(rows), ENCODE_BATCH):

@@ -49,7 +49,8 @@ def create_user_command(
     username: Annotated[str, typer.Argument(help="the editor's login name")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
                                           help="asked for when not given")],
-    replace: Annotated[bool, typer.Option(help="set a new password for an existing editor")] = False,
+    replace: Annotated[bool, typer.Option(help="set a new password for an existing editor "
+                                                "(their open sessions end)")] = False,
 ) -> None:
     """Create an editor who may log in to the admin pages (/admin)."""
     with database() as session:
@@ -59,10 +60,10 @@ def create_user_command(
 
 @admin_app.command("disable-user")
 def disable_user_command(username: Annotated[str, typer.Argument()]) -> None:
-    """Stop an editor from logging in (their open sessions end at the next page)."""
+    """Stop an editor from logging in; every session they have open ends at its next page."""
     with database() as session:
         set_disabled(session, username)
-    Console().print(f"editor [bold]{username}[/bold] disabled")
+    Console().print(f"editor [bold]{username}[/bold] disabled; their sessions are ended")
 
 
 @admin_app.command("create-key")

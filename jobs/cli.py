@@ -16,7 +16,7 @@ from jobs.admin import admin_app
 from jobs.ingest.cli import ingest_app
 from recall.credentials import create_user
 from recall.db import make_engine, make_sessionmaker, upgrade
-from recall.online import OnlineStore, connect_redis
+from recall.online import OnlineStore, close_redis, connect_redis, embedded_server, stop_embedded
 from recall.settings import Settings
 
 app = typer.Typer(help="newsrecall: multi-route candidate recall for news feeds.", no_args_is_help=True)
@@ -24,6 +24,9 @@ app.add_typer(ingest_app, name="ingest")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+redis_app = typer.Typer(help="The embedded Redis of this var folder (used when RECALL_REDIS_URL is empty). "
+                             "Commands start it on demand and stop it when its last client exits.")
+app.add_typer(redis_app, name="redis")
 
 
 @db_app.command("upgrade")
@@ -34,16 +37,44 @@ def db_upgrade() -> None:
     Console().print(f"schema up to date: {settings.sqlalchemy_url}")
 
 
+@redis_app.command("status")
+def redis_status() -> None:
+    """Whether an embedded Redis serves this var folder, and its pid and socket."""
+    server = embedded_server(Settings())
+    typer.echo(f"running: pid {server['pid']}, socket {server['unixsocket']}" if server else "not running")
+
+
+@redis_app.command("stop")
+def redis_stop() -> None:
+    """Stop this var folder's embedded Redis, saving its data (e.g. after a killed command)."""
+    pid = stop_embedded(Settings())
+    typer.echo(f"stopped pid {pid}, data saved" if pid else "not running")
+
+
 @app.command()
 def nightly() -> None:
-    """Train, embed, build indexes, publish atomically, refresh Redis (each step in job_runs)."""
-    from jobs.nightly import run_nightly
+    """Train, embed, build indexes, verify and publish atomically, refresh Redis (each step in
+    job_runs). One run at a time: while another holds the nightly lock, exits with status 75."""
+    from jobs.nightly import nightly_lock, run_nightly
+    from jobs.runs import RunLocked
 
     settings, console = Settings(), Console()
     engine = make_engine(settings.sqlalchemy_url)
-    upgrade(engine)
-    online = OnlineStore(connect_redis(settings), settings)
-    result = run_nightly(settings, engine, online, console=console)
+    lock = nightly_lock(settings, engine)
+    try:
+        lock.acquire()  # before migrating: a second run changes nothing, the schema included
+    except RunLocked as exc:
+        typer.echo(f"recall nightly: {exc}", err=True)
+        raise typer.Exit(75) from None  # EX_TEMPFAIL: another run is at work; try again later
+    try:
+        upgrade(engine)
+        client = connect_redis(settings)
+        try:
+            result = run_nightly(settings, engine, OnlineStore(client, settings), console=console, lock=lock)
+        finally:
+            close_redis(client)  # the embedded server stops with its last client, data saved
+    finally:
+        lock.release()
     console.print(f"published build [bold]{result.version}[/bold]: {result.counts}")
 
 
@@ -90,6 +121,7 @@ def eval_command(
         report = evaluate(settings, engine, online, split_time, ks, console)
     finally:
         online.flush_namespace()
+        close_redis(online.r)  # before its folder goes: the scratch server stops here
         engine.dispose()
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -137,8 +169,11 @@ def demo(
     today = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
     world = generate(articles, users, days, settings.seed, start=today - timedelta(days=days - 1))
     console.print(ingest_synthetic(engine, world, console).table())
-    online = OnlineStore(connect_redis(settings), settings)
-    result = run_nightly(settings, engine, online, console=console)
+    client = connect_redis(settings)
+    try:
+        result = run_nightly(settings, engine, OnlineStore(client, settings), console=console)
+    finally:
+        close_redis(client)  # the API's workers start (or reuse) the embedded server themselves
     console.print(f"published build [bold]{result.version}[/bold]: {result.counts}")
     if not serve_api:
         return
@@ -151,5 +186,6 @@ def demo(
     console.print(f"admin pages: http://{host}:{port}/admin/  (log in as [bold]editor[/bold] / [bold]{password}[/bold])\n")
     from api.server import serve as run_server
 
-    # The embedded demo is local: read-only recall needs no API key here.
-    run_server(host, port, 1, settings.model_copy(update={"open_recall": True}))
+    # The embedded demo is local: read-only recall needs no API key here, and the admin pages are
+    # served over plain http on HOST, so the session cookie cannot be HTTPS-only.
+    run_server(host, port, 1, settings.model_copy(update={"open_recall": True, "admin_cookie_https_only": False}))

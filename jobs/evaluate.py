@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from recall.db import make_sessionmaker
 from recall.domain import Candidates, EventRecord, RequestContext, to_unix
 from recall.fastpath import publish_articles
 from recall.online import OnlineStore
+from recall.routes import ROUTES
 from recall.routes.base import NO_NEEDS, RouteConfig
 from recall.routes.fallback import HotRoute
 from recall.service import RecallService
@@ -152,7 +153,9 @@ def evaluate(settings: Settings, engine: Engine, online: OnlineStore, split: dat
     # fused list is the served configuration's merge of the same candidates (the merger applies
     # the served quotas), so "route alone" and "fused" see exactly the same retrievals.
     served = [name for name in service.routes if service.configs[name].enabled]
-    routes = {name: service.routes[name] for name in served}
+    # Each route built for the replay's quota: what it prefetches (its cluster lists' depth)
+    # follows the quota it is asked for.
+    routes = {name: ROUTES[name].factory(state, replace(service.configs[name], quota=max_k)) for name in served}
     ranked = sorted(((i, float(c)) for i, (c, _) in popular.items() if c), key=lambda x: -x[1])
     routes["baseline:popular"] = StaticListRoute("baseline:popular", state.catalog.ensure([i for i, _ in ranked]),
                                                  np.array([c for _, c in ranked], np.float32))

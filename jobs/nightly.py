@@ -1,11 +1,21 @@
 """The nightly rebuild: read SQL, train encoders, embed articles, build one index per route,
-write the catalog, build user vectors and clusters (``jobs/users.py``), publish the build
-atomically, then refresh Redis from SQL.
+write the catalog, build user vectors and clusters (``jobs/users.py``), verify and publish the
+build atomically, then refresh Redis from SQL.
+
+One run at a time: a run holds the nightly lock (``jobs.runs.RunLock``: a PostgreSQL advisory
+lock, or a lock file in the var dir with SQLite) from its first step to its last, and a second
+run started meanwhile stops at once with ``RunLocked`` ("another nightly run holds the lock
+since ..."), having changed nothing. Holding the lock, a run knows no other is alive, so it
+marks the ``job_runs`` rows of runs that died while ``running`` as failed, and sweeps their
+staging directories and staged hot counters.
 
 Every step is recorded in ``job_runs``. Until ``publish`` nothing the API reads has changed:
-a run that fails or is killed earlier leaves the previous build serving, and the next run
-cleans its staging directory up. The Redis refresh is idempotent (sets, never increments,
-except for hot counters, whose buckets it rebuilds from scratch).
+a run that fails removes its own staging directory, a killed one leaves it to the next run, and
+the previous build keeps serving. ``publish`` first checks the staged build against its manifest
+(``BuildStore.verify``) and that it loads as a serving process would load it; a build that fails
+is set aside as ``.rejected-{version}`` and the run fails. The Redis refresh is idempotent (sets,
+never increments) and a kill cannot leave it half done where it matters: hot counters are
+recounted under staging keys and swapped over the live ones in one MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -13,10 +23,12 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import faiss
 import numpy as np
 from rich.console import Console
 from rich.progress import (
@@ -31,7 +43,7 @@ from sqlalchemy import Engine
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
 from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
-from jobs.runs import JobRecorder, utcnow
+from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
 from jobs.users import build_users, publish_users
 from recall import sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
@@ -41,6 +53,7 @@ from recall.index import BuildStore, VectorIndex
 from recall.online import OnlineStore
 from recall.routeconfig import load_route_configs
 from recall.routes import ROUTES, default_configs
+from recall.serving import ServingState
 from recall.settings import Settings
 
 EMBED_BATCH = 512
@@ -103,11 +116,79 @@ def build_catalog(corpus: TrainingCorpus) -> ItemCatalog:
     return ItemCatalog({aid: ItemMeta.of(a) for aid, a in corpus.articles.items()})
 
 
+class StagedHotCounters(OnlineStore):
+    """``online``, except that hot counters go to one run's staging keys
+    (``{prefix}nightly:{run}:hot:{kind}:{bucket}``); every other key is the live one. The replay
+    counts through the very code the API records events with (``record_events``)."""
+
+    def __init__(self, online: OnlineStore, run_id: str):
+        super().__init__(online.r, online.s)
+        self.stage = f"{online.p}nightly:{run_id}:"
+
+    def k(self, *parts: object) -> str:
+        if parts[:1] == ("hot",):
+            return self.stage + ":".join(str(p) for p in parts)
+        return super().k(*parts)
+
+
+def staged_hot_pattern(online: OnlineStore) -> str:
+    return f"{online.p}nightly:*:hot:*"
+
+
+def sweep_staged_hot(online: OnlineStore) -> int:
+    """Delete staged hot counters dead runs left (they would expire anyway). Holding the lock only."""
+    keys = list(online.r.scan_iter(match=staged_hot_pattern(online), count=1000))
+    for start in range(0, len(keys), 1000):
+        online.r.delete(*keys[start:start + 1000])
+    return len(keys)
+
+
+def swap_hot_buckets(online: OnlineStore, staged: StagedHotCounters, first: int, last: int) -> int:
+    """Make the staged counters of buckets ``first..last`` the live ones in one MULTI/EXEC:
+    RENAME each staged key over its live one (its TTL goes with it), DEL a live key that has no
+    staged one. Readers see the old counts or the new ones, never a cleared or half-replayed
+    window. Returns how many counters were swapped in."""
+    keys = [(staged.k("hot", kind, b), online.k("hot", kind, b)) for kind in "ci" for b in range(first, last + 1)]
+    check = online.r.pipeline(transaction=False)
+    for stage_key, _ in keys:
+        check.exists(stage_key)
+    exists = check.execute()
+    swap = online.r.pipeline(transaction=True)
+    for (stage_key, live_key), there in zip(keys, exists):
+        if there:
+            swap.rename(stage_key, live_key)
+        else:
+            swap.delete(live_key)
+    swap.execute()
+    return sum(map(bool, exists))
+
+
+def stage_hot_replay(online: OnlineStore, sessions, since: datetime, cutoff: datetime,
+                     run_id: str) -> tuple[StagedHotCounters, int]:
+    """Replay the events in [since, cutoff) from SQL: recent clicks and seen sets straight into
+    their live keys (sorted-set adds: replaying twice changes nothing), hot counters into the
+    run's staging keys. Returns the staged store and how many events were replayed."""
+    staged = StagedHotCounters(online, run_id)
+    replayed = 0
+    with sessions() as session:
+        batch = []
+        for event in sqlstore.iter_events(session, after=since, before=cutoff):
+            batch.append(event)
+            if len(batch) >= 10_000:
+                replayed += staged.record_events(batch)
+                batch = []
+        replayed += staged.record_events(batch)
+    return staged, replayed
+
+
 def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff: datetime,
-                   settings: Settings) -> dict[str, int]:
+                   settings: Settings, run_id: str | None = None) -> dict[str, int]:
     """Rebuild Redis from SQL as of the cutoff: fresh list, recent clicks, seen sets, hot buckets.
 
-    This is also how events that reached SQL while Redis was down find their way back.
+    This is also how events that reached SQL while Redis was down find their way back. Each
+    part is atomic or idempotent, so a run killed in the middle leaves Redis serving: the fresh
+    list is swapped whole, clicks and seen sets are sorted-set adds, and the hot buckets are
+    recounted under staging keys and swapped in with one MULTI/EXEC (``swap_hot_buckets``).
     """
     cutoff_ts = to_unix(cutoff)
     fresh = [
@@ -120,38 +201,113 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     horizon = max(settings.seen_ttl_seconds, settings.hot_window_hours * 3600 * 2)
     since = cutoff - timedelta(seconds=horizon)
     first, last = online.bucket(to_unix(since)), online.bucket(cutoff_ts)
-    online.clear_hot_buckets(first, last)
-    replayed = 0
-    with sessions() as session:
-        batch = []
-        for event in sqlstore.iter_events(session, after=since, before=cutoff):
-            batch.append(event)
-            if len(batch) >= 10_000:
-                replayed += online.record_events(batch)
-                batch = []
-        replayed += online.record_events(batch)
-    return {"fresh": len(fresh), "events_replayed": replayed}
+    staged, replayed = stage_hot_replay(online, sessions, since, cutoff, run_id or uuid.uuid4().hex)
+    swapped = swap_hot_buckets(online, staged, first, last)
+    return {"fresh": len(fresh), "events_replayed": replayed, "hot_counters": swapped}
+
+
+def new_version() -> str:
+    """A build version (and run id): it sorts by time, which pruning and fallback rely on."""
+    return f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:4]}"
+
+
+def nightly_lock(settings: Settings, engine: Engine, run_id: str | None = None) -> RunLock:
+    return RunLock.of(engine, settings.var_dir, "nightly", run_id or new_version())
+
+
+def previous_build(store: BuildStore) -> Path | None:
+    """The build this one continues (models to reuse, cluster labels to match): the active one,
+    or when ACTIVE names a missing or broken build, the newest published build that verifies."""
+    active = store.active_version()
+    for version in [active, *reversed(store.versions())]:
+        if version and not store.verify(store.root / version):
+            return store.root / version
+    return None
+
+
+def verify_staged(settings: Settings, store: BuildStore, staging: Path) -> list[str]:
+    """What is wrong with a staged build: against its manifest, then loading it the way a
+    serving process will (catalog, indexes, user models, encoders warmed). Empty when fine."""
+    problems = store.verify(staging)
+    if problems:
+        return problems
+    threads = faiss.omp_get_max_threads()  # loading sets the serving processes' one thread
+    try:
+        ServingState.load(settings, staging, fallback=False)
+    except BuildStore.Invalid as exc:
+        return [str(exc)]
+    finally:
+        faiss.omp_set_num_threads(threads)
+    return []
 
 
 def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
-                cutoff: datetime | None = None, console: Console | None = None) -> NightlyResult:
-    """One full rebuild. ``cutoff`` (default: now) is the moment the build knows data up to."""
+                cutoff: datetime | None = None, console: Console | None = None,
+                lock: RunLock | None = None) -> NightlyResult:
+    """One full rebuild. ``cutoff`` (default: now) is the moment the build knows data up to.
+
+    The run holds the nightly lock throughout: ``lock`` when the caller already holds it (the
+    CLI takes it before migrating the schema; its run id becomes the version), else it takes
+    it here. Another run holding it raises ``RunLocked`` before anything is touched.
+    """
     cutoff = cutoff or utcnow()
+    held = nullcontext(lock) if lock is not None else nightly_lock(settings, engine)
+    with held as lock:
+        return _run(settings, engine, online, lock, cutoff, console)
+
+
+def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock, cutoff: datetime,
+         console: Console | None) -> NightlyResult:
     sessions = make_sessionmaker(engine)
     store = BuildStore(settings.builds_dir)
-    version = f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:4]}"  # sorts by time: pruning relies on it
+    version = lock.run_id  # sorts by time: pruning relies on it
     run = JobRecorder(sessions, "nightly", run_id=version, version=version)
     counts: dict[str, int] = {}
+    # We hold the lock, so no other run is alive: what is still "running" or staged is a dead run's.
+    abandoned = mark_abandoned(sessions, "nightly", version)
+    swept = store.sweep()
+    swept_keys = sweep_staged_hot(online)
 
     with run.step("load") as m:
         corpus = load_corpus(sessions, cutoff)
         m.update(articles=len(corpus.articles), users=len(corpus.click_sequences),
                  clicks=sum(map(len, corpus.click_sequences.values())), cutoff=cutoff.isoformat())
+        if abandoned or swept or swept_keys:
+            m.update(abandoned_runs=abandoned, swept=swept, swept_hot_keys=swept_keys)
         counts.update(articles=len(corpus.articles), users=len(corpus.click_sequences))
 
     staging = store.start(version)
+    try:
+        manifest, users = _build(settings, sessions, online, store, run, corpus, cutoff, staging, counts, console)
+        with run.step("publish") as m:
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+            problems = verify_staged(settings, store, staging)
+            if problems:
+                rejected = store.reject(staging, problems)
+                m.update(rejected=rejected.name, problems=problems)
+                raise BuildStore.Invalid(f"build {version} does not match its manifest or does not load; "
+                                         f"not published (kept as {rejected.name}): " + "; ".join(problems))
+            if not lock.still_held():
+                raise LockLost(f"build {version} not published: this run no longer holds the nightly lock")
+            store.publish(staging)
+            m.update(version=version, verified=True)
+    except BaseException:
+        store.discard(staging)  # our own staging only (gone already when published or rejected)
+        raise
+
+    with run.step("online") as m:
+        m.update(refresh_online(online, sessions, corpus, cutoff, settings, run_id=version))
+        m.update(publish_users(online, users, sessions, cutoff, manifest["built_at"], settings))
+    return NightlyResult(version, version, cutoff, counts)
+
+
+def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore, run: JobRecorder,
+           corpus: TrainingCorpus, cutoff: datetime, staging: Path, counts: dict[str, int],
+           console: Console | None):
+    """Train, embed, index, catalog and user models into ``staging``; returns the build's
+    manifest (written by the publish step) and what the online step publishes of the users."""
     articles = list(corpus.articles.values())
-    previous = store.active_dir()
+    previous = previous_build(store)
     previous_inputs = read_manifest(previous).get("training_inputs", {}) if previous else {}
     corpus_digest = corpus_fingerprint(corpus)
     cache = EmbeddingCache(settings.var_dir / "cache" / "embeddings")
@@ -226,17 +382,8 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
     users = build_users(settings, run, online, corpus, catalog, indexes, encoders, user_vectors, previous,
                         to_unix(cutoff), staging)
 
-    with run.step("publish") as m:
-        manifest = {"version": version, "built_at": utcnow().isoformat(timespec="seconds"),
-                    "cutoff": cutoff.isoformat(), "routes": manifest_routes,
-                    "encoders": manifest_encoders, "training_inputs": training_inputs,
-                    "counts": counts}
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        store.publish(staging)
-        m.update(version=version)
-
-    with run.step("online") as m:
-        m.update(refresh_online(online, sessions, corpus, cutoff, settings))
-        m.update(publish_users(online, users, sessions, cutoff, manifest["built_at"], settings))
-    return NightlyResult(version, version, cutoff, counts)
-
+    manifest = {"version": run.version, "built_at": utcnow().isoformat(timespec="seconds"),
+                "cutoff": cutoff.isoformat(), "routes": manifest_routes,
+                "encoders": manifest_encoders, "training_inputs": training_inputs,
+                "counts": counts}
+    return manifest, users

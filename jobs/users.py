@@ -31,10 +31,11 @@ from encoders.base import NothingToLearn, TrainingCorpus
 from jobs.runs import JobRecorder
 from recall import clustering, sqlstore
 from recall.catalog import ItemCatalog
-from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
+from recall.clusterstore import CF_HALF_LIVES, ClusterProfile, ClusterStore, SchemeSummary
 from recall.domain import HISTORY_SOURCE, tag_token, to_unix
 from recall.index import VectorIndex, normalise
 from recall.online import OnlineStore
+from recall.rebuild import mark_whole
 from recall.profiles import UserProfile, merge_profiles
 from recall.settings import Settings
 from recall.uservectors import TAG_ROUTE, TagVectors, UserModels
@@ -42,7 +43,6 @@ from recall.uservectors import TAG_ROUTE, TagVectors, UserModels
 ACTIVITY_DAYS = 7
 # Members by clicks over the last ACTIVITY_DAYS: (name, fewest clicks).
 ACTIVITY_LEVELS = (("heavy", 10), ("regular", 3), ("light", 1), ("dormant", 0))
-CF_HALF_LIVES = 4  # the rebuilt CF lists replay this many half-lives of clicks
 
 
 @dataclass
@@ -337,4 +337,5 @@ def publish_users(online: OnlineStore, build: UserBuild, sessions, cutoff: datet
                   if e.kind == "click" and e.source != HISTORY_SOURCE]
     counts["cf_clicks"] = store.add_clicks(clicks, to_unix(cutoff), settings.cluster_cf_half_life_hours,
                                            settings.cluster_cf_cap)
+    mark_whole(online, "nightly")  # serving processes know Redis holds the whole online state
     return counts

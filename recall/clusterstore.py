@@ -30,6 +30,7 @@ import redis
 
 from recall.online import OnlineStore, parse_memberships
 
+CF_HALF_LIVES = 4  # a rebuilt CF list replays this many half-lives of clicks
 MAX_EXPONENT = 900.0  # 2**900 still fits a double; only reached if no build runs for months
 
 

@@ -2,7 +2,9 @@
 
 Passwords are hashed with scrypt (stdlib ``hashlib``), a salt of their own each, and compared in
 constant time. scrypt is slow and memory-hard on purpose: a leaked table must not give back
-passwords people chose.
+passwords people chose. An editor's ``session_version`` ends their sessions on the server: every
+session cookie carries the version it was made with, and logging out, disabling the editor or
+setting a new password moves it on.
 
 An API key reads ``nrk_<id>_<secret>``: the id (8 hex digits) is public, names the key in
 listings and revocations and finds its row; the secret is 32 random bytes. Only the secret's
@@ -35,6 +37,13 @@ KEY_PREFIX = "nrk"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 # A key's last use is written at most this often: a write per request would cost more than the request.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# The admin_users.username column; longer names, and names with a NUL (which PostgreSQL text
+# cannot hold), are never editors.
+USERNAME_MAX_LENGTH = 128
+# Passwords hashed at once, at most (16 MiB each): a flood of logins from many addresses queues
+# here instead of taking a server's memory (each address and account is throttled on its own,
+# api/admin/throttle.py).
+_HASHING = threading.BoundedSemaphore(4)
 
 
 class CredentialError(ValueError):
@@ -55,7 +64,8 @@ def _unb64(text: str) -> bytes:
 
 # ---- passwords -------------------------------------------------------------------------------
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
+    with _HASHING:
+        return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 1024 * 1024, dklen=32)
 
 
 def hash_password(password: str) -> str:
@@ -79,41 +89,80 @@ def _unknown_user_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
+def _possible_username(username: str) -> bool:
+    """Whether a name could be an editor's (a lookup of any other would fail or find nothing)."""
+    return 0 < len(username) <= USERNAME_MAX_LENGTH and "\x00" not in username
+
+
 def create_user(session: Session, username: str, password: str, *, replace: bool = False) -> AdminUser:
-    """A new editor; with ``replace``, an existing one gets the new password (and is enabled)."""
+    """A new editor; with ``replace``, an existing one gets the new password (and is enabled),
+    and every session they had ends."""
     username = username.strip()
     if not username:
         raise CredentialError("a username cannot be empty")
+    if not _possible_username(username):
+        raise CredentialError(f"a username has at most {USERNAME_MAX_LENGTH} characters and no NUL")
     if len(password) < 8:
         raise CredentialError("a password needs at least 8 characters")
     user = session.get(AdminUser, username)
     if user is not None and not replace:
         raise CredentialError(f"editor {username!r} already exists")
     if user is None:
-        user = AdminUser(username=username, created_at=_utcnow())
+        user = AdminUser(username=username, created_at=_utcnow(), session_version=0)
         session.add(user)
+    else:
+        _end_sessions(user)  # a new password: whoever had the old one is logged out
     user.password_hash, user.disabled = hash_password(password), False
     session.commit()
     return user
 
 
-def set_disabled(session: Session, username: str, disabled: bool = True) -> AdminUser:
-    user = session.get(AdminUser, username)
+def _end_sessions(user: AdminUser) -> None:
+    """Move the editor's session version on, in SQL (``version + 1``), so that two of these at
+    once cannot both write the same number."""
+    user.session_version = AdminUser.session_version + 1
+
+
+def _editor(session: Session, username: str) -> AdminUser:
+    user = session.get(AdminUser, username) if _possible_username(username) else None
     if user is None:
         raise CredentialError(f"no editor {username!r}")
+    return user
+
+
+def set_disabled(session: Session, username: str, disabled: bool = True) -> AdminUser:
+    """Disabling also ends every session the editor has (enabling again brings none back)."""
+    user = _editor(session, username)
     user.disabled = disabled
+    if disabled:
+        _end_sessions(user)
+    session.commit()
+    return user
+
+
+def end_sessions(session: Session, username: str) -> AdminUser:
+    """End every session of the editor, wherever it was opened (what logging out does)."""
+    user = _editor(session, username)
+    _end_sessions(user)
     session.commit()
     return user
 
 
 def active_user(session: Session, username: str) -> AdminUser | None:
     """The editor if they exist and are not disabled (a session outlives neither)."""
-    user = session.get(AdminUser, username)
+    user = session.get(AdminUser, username) if _possible_username(username) else None
     return user if user is not None and not user.disabled else None
 
 
+def session_user(session: Session, username: str, version: object) -> AdminUser | None:
+    """The editor a session cookie names, if they are active and the session is still theirs:
+    made at their current ``session_version`` (none ended it since)."""
+    user = active_user(session, username)
+    return user if user is not None and type(version) is int and version == user.session_version else None
+
+
 def authenticate(session: Session, username: str, password: str) -> AdminUser | None:
-    user = session.get(AdminUser, username)
+    user = session.get(AdminUser, username) if _possible_username(username) else None
     if user is None:
         verify_password(password, _unknown_user_hash())
         return None
@@ -243,6 +292,11 @@ class KeyCache:
         if verdict.outcome is KeyCheck.VALID:
             self._used.add(verdict.key_id)
         return verdict.outcome
+
+    def key_id(self, presented: str) -> str | None:
+        """The id of a key verified before (events are namespaced by it)."""
+        verdict = self._verdicts.get(_sha256(presented))
+        return verdict.key_id if verdict is not None else None
 
     def check(self, presented: str) -> KeyCheck:
         outcome = self.cached(presented)

@@ -92,6 +92,18 @@ class ArticleRecord:
     status: str = "active"
     source: str = "jsonl"
     id_only: bool = False
+    # Where image_ref came from (the articles.image_origin column): "http" (the API: only ever
+    # fetched as an http(s) URL, never read as a path on this server) or "local" (a CLI ingest by
+    # an operator: a path may be read). None: decided by ``source`` (``image_source``).
+    image_origin: str | None = None
+
+    @property
+    def image_source(self) -> str:
+        """"local" or "http": the given origin, else "local" only for what ``recall ingest`` stores
+        (its sources: jsonl, mind, tnews, synthetic) and "http" for anything else (the API's "api")."""
+        if self.image_origin is not None:
+            return "local" if self.image_origin == "local" else "http"
+        return "local" if self.source in ("jsonl", "mind", "tnews", "synthetic") else "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +240,7 @@ class RequestContext:
     cluster_lists: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     live: Any = None  # recall.live.LiveSnapshot
     deadline: Deadline = field(default_factory=Deadline)
-    degraded: bool = False  # Redis did not answer: the user's own state is missing
+    degraded: bool = False  # Redis did not answer, or lost its state: the user's may be missing
 
     @property
     def is_cold(self) -> bool:

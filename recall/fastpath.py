@@ -47,14 +47,18 @@ def publish_articles(pipeline, online: OnlineStore, articles: Sequence[ArticleRe
 
 
 def catch_up(pipeline, online: OnlineStore, sessions: sessionmaker[Session], batch: int = 500) -> int:
-    """Publish up to ``batch`` articles changed in SQL since ``state.live_until``; returns how
-    many. The watermark only moves past what was published, so a failure retries next tick."""
+    """Publish up to ``batch`` articles changed in SQL after the state's watermark; returns how
+    many. The watermark is a keyset cursor, (``live_until``, ``live_until_id``) = the change time
+    and id of the last article published (the build's cutoff and "" at first): one upsert stamps
+    all its rows with one change time, so a time alone would stop mid-batch and skip the rest.
+    It only moves past what was published, so a failure retries next tick."""
     state = pipeline.state
     if state.live_until is None:
         return 0
     with sessions() as session:
-        changed = sqlstore.articles_updated_after(session, state.live_until, batch)
+        changed = sqlstore.articles_updated_after(session, state.live_until, batch, after_id=state.live_until_id)
     if changed:
         publish_articles(pipeline, online, [record for record, _ in changed])
-        state.live_until = changed[-1][1]
+        last, changed_at = changed[-1]
+        state.live_until, state.live_until_id = changed_at, last.id
     return len(changed)

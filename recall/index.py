@@ -11,10 +11,17 @@ A build is one directory ``builds/{version}/`` written by the nightly job::
     indexes/{route}/neighbours/   i2i routes: every article's precomputed neighbours (CSR, mmap)
     indexes/{route}/manifest.json route, encoder, encoder version, count, dim, built_at, ANN recall
 
-It is written under ``builds/.tmp-{version}`` and renamed into place when complete; the file
-``builds/ACTIVE`` names the serving version and is replaced atomically (``os.replace``), so a
-reader sees either the old build or the new one, never half of one. A crashed job leaves only a
-``.tmp-*`` directory behind, which the next run removes.
+It is written under ``builds/.tmp-{version}``, checked against its manifest (``verify``) and
+renamed into place when complete; the file ``builds/ACTIVE`` names the serving version and is
+replaced atomically (``os.replace``), so a reader sees either the old build or the new one, never
+half of one. A build that fails the check is set aside as ``builds/.rejected-{version}`` and never
+published. Staging and rejected directories start with a dot: they are never a published version,
+so nothing serves or falls back to them.
+
+Only the nightly job stages builds, and only holding its lock (``jobs.runs.RunLock``). A job
+removes its own staging directory when it fails; a killed one leaves it behind, and the next run,
+holding the lock and so sure that no other run is alive, sweeps it (``sweep``). ``start`` never
+touches another directory: it may be a running job's.
 """
 
 from __future__ import annotations
@@ -338,24 +345,125 @@ class BuildStore:
     root: Path
     keep: int = 3
 
+    STAGING = ".tmp-"
+    REJECTED = ".rejected-"
+
+    class Invalid(Exception):
+        """A build that does not match its manifest, or does not load."""
+
     @property
     def pointer(self) -> Path:
         return self.root / "ACTIVE"
 
     def start(self, version: str) -> Path:
-        """A fresh staging directory for a build; leftovers of crashed builds are removed."""
+        """A fresh staging directory ``.tmp-{version}`` for one build. Nothing else is touched:
+        another staging directory may be a running job's (leftovers go with ``sweep``)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = self.root / f".tmp-{version}"
-        staging.mkdir()
+        staging = self.root / f"{self.STAGING}{version}"
+        staging.mkdir()  # versions are unique: an existing one is somebody else's
         return staging
 
+    def discard(self, staging: Path) -> None:
+        """Remove one's own staging directory (a build that failed before publishing)."""
+        if staging.name.startswith(self.STAGING):
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def sweep(self, keep_rejected: int = 1) -> list[str]:
+        """Remove what dead jobs left: every staging directory, temporary pointer files, and
+        rejected builds but the newest ``keep_rejected``; returns the names removed.
+
+        Only for a caller holding the nightly lock (``jobs.runs.RunLock``): a build is staged
+        only under that lock, so while one holds it every staging directory is a dead run's (a
+        killed one's, or one whose lock was lost; that one checks the lock before publishing and
+        fails). Without the lock, a running job's half-written build would be deleted under it.
+        """
+        if not self.root.exists():
+            return []
+        removed = []
+        rejected = sorted(p for p in self.root.glob(f"{self.REJECTED}*") if p.is_dir())
+        for path in [*self.root.glob(f"{self.STAGING}*"), *rejected[: max(len(rejected) - keep_rejected, 0)]]:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        for path in self.root.glob(".ACTIVE.*"):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        return sorted(removed)
+
+    def reject(self, staging: Path, problems: Sequence[str]) -> Path:
+        """Set a staged build that failed verification aside as ``.rejected-{version}`` (with
+        the reasons in ``REJECTED.txt``), where nothing serves or falls back to it."""
+        version = staging.name.removeprefix(self.STAGING)
+        (staging / "REJECTED.txt").write_text("\n".join(problems) + "\n")
+        target = self.root / f"{self.REJECTED}{version}"
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+        return target
+
+    def verify(self, directory: Path) -> list[str]:
+        """What is wrong with a build (staged or published) against its manifest; empty when
+        nothing is: the manifest names this version; the catalog is there with the manifest's
+        article count; every route in the manifest has its index files (vectors, ids, manifest;
+        the neighbour table and the HNSW graph when its manifest has them) with its count, and
+        its encoder is in the manifest; every encoder has a non-empty model folder; no index is
+        on disk that the manifest does not list."""
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            return [f"manifest.json unreadable: {exc}"]
+        if not isinstance(manifest, dict):
+            return ["manifest.json is not an object"]
+        problems = []
+        version = directory.name.removeprefix(self.STAGING)
+        if manifest.get("version") != version:
+            problems.append(f"manifest names version {manifest.get('version')!r}, the folder {version!r}")
+        counts = manifest.get("counts") or {}
+        try:
+            with (directory / "catalog.jsonl").open("rb") as fh:
+                items = sum(1 for line in fh if line.strip())
+            if "articles" in counts and items != counts["articles"]:
+                problems.append(f"catalog holds {items} articles, the manifest {counts['articles']}")
+        except OSError as exc:
+            problems.append(f"catalog.jsonl unreadable: {exc}")
+        routes, encoders = manifest.get("routes") or {}, manifest.get("encoders") or {}
+        for route, info in routes.items():
+            index_dir = directory / "indexes" / route
+            try:
+                rows = int(np.load(index_dir / "vectors.npy", mmap_mode="r").shape[0])
+                ids = len(json.loads((index_dir / "ids.json").read_text()))
+                saved = json.loads((index_dir / "manifest.json").read_text())
+                if info.get("neighbour_depth", saved.get("neighbour_depth")) is not None:
+                    offsets = np.load(index_dir / "neighbours" / "offsets.npy", mmap_mode="r")
+                    pairs = [np.load(index_dir / "neighbours" / f"{n}.npy", mmap_mode="r").shape[0]
+                             for n in ("rows", "sims")]
+                    if len(offsets) != rows + 1 or pairs[0] != pairs[1] or (rows and offsets[-1] != pairs[0]):
+                        problems.append(f"index {route}: neighbour table does not fit its {rows} rows")
+                    json.loads((index_dir / "neighbours" / "table.json").read_text())
+                if (info.get("ann") or saved.get("ann")) and not (index_dir / "ann.faiss").is_file():
+                    problems.append(f"index {route}: ann.faiss missing")
+            except (OSError, ValueError) as exc:
+                problems.append(f"index {route}: files missing or unreadable: {exc}")
+                continue
+            expected = {"manifest": info.get("count"), "index manifest": saved.get("count"),
+                        "counts": counts.get(f"index:{route}", rows), "ids.json": ids}
+            wrong = {name: n for name, n in expected.items() if n != rows}
+            if wrong:
+                problems.append(f"index {route}: vectors.npy holds {rows} rows, but {wrong}")
+            if info.get("encoder") and info["encoder"] not in encoders:
+                problems.append(f"index {route}: its encoder {info['encoder']} is not in the manifest")
+        for encoder in encoders:
+            model_dir = directory / "models" / encoder
+            if not model_dir.is_dir() or not any(model_dir.iterdir()):
+                problems.append(f"encoder {encoder}: model folder models/{encoder} missing or empty")
+        on_disk = {p.name for p in (directory / "indexes").iterdir() if p.is_dir()} \
+            if (directory / "indexes").is_dir() else set()
+        problems += [f"index {name} is on disk but not in the manifest" for name in sorted(on_disk - set(routes))]
+        return problems
+
     def publish(self, staging: Path) -> str:
-        version = staging.name.removeprefix(".tmp-")
+        version = staging.name.removeprefix(self.STAGING)
         final = self.root / version
         os.replace(staging, final)
-        tmp_pointer = self.root / f".ACTIVE.{os.getpid()}"
+        tmp_pointer = self.root / f".ACTIVE.{version}"
         tmp_pointer.write_text(version)
         os.replace(tmp_pointer, self.pointer)
         self._prune(version)
@@ -372,6 +480,8 @@ class BuildStore:
         return self.root / version if version else None
 
     def versions(self) -> list[str]:
+        """Published versions, oldest first (names sort by time). Staging and rejected
+        directories start with a dot and are never among them."""
         if not self.root.exists():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))

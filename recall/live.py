@@ -27,7 +27,7 @@ import redis
 
 from recall.catalog import ItemCatalog
 from recall.domain import HISTORY_SOURCE, EventRecord, to_unix
-from recall.online import zset_reply
+from recall.online import WHOLE_MARKER, zset_reply
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class WindowCounts:
     hours: float
     clicks: np.ndarray  # float32 per row; rows past the end count 0
     impressions: np.ndarray
+    # The catalog's publish times when counted: equally clicked articles rank newest first.
+    published: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     _order: np.ndarray | None = None
     _totals: tuple[float, float] | None = None  # (mean CTR, log1p(max clicks)), computed once
 
@@ -77,11 +79,15 @@ class WindowCounts:
         return self._computed_totals()[1]
 
     def order(self) -> np.ndarray:
-        """Rows with clicks, most clicked first (ties: lower row first)."""
+        """Rows with clicks, most clicked first; equal counts (common: counts are small
+        integers), the newest article first."""
         order = self._order
         if order is None:
             clicked = np.flatnonzero(self.clicks > 0)
-            order = self._order = clicked[np.argsort(-self.clicks[clicked], kind="stable")].astype(np.int32)
+            published = np.full(len(clicked), -np.inf)
+            known = clicked < len(self.published)
+            published[known] = self.published[clicked[known]]
+            order = self._order = clicked[np.lexsort((-published, -self.clicks[clicked]))].astype(np.int32)
         return order
 
     def add(self, rows: np.ndarray, clicks: bool) -> None:
@@ -148,24 +154,33 @@ class LiveState:
             pipe.zunion([online.k("hot", "i", b) for b in buckets], withscores=True)
         pipe.zrevrangebyscore(online.k("fresh"), now, "-inf", start=0, num=FRESH_DEPTH, withscores=True)
         pipe.smembers(online.k("hidden"))
+        pipe.exists(online.k(WHOLE_MARKER))
         try:
-            replies = pipe.execute()
+            *replies, whole = pipe.execute()
         except redis.RedisError as exc:
             self.errors += 1
-            self.stale = True
-            log.warning("live snapshot not refreshed, Redis did not answer: %s", exc)
-            if self._snapshot is None:
-                self._snapshot = LiveSnapshot(now, {h: WindowCounts.empty(h) for h in windows})
-            return self._snapshot
+            return self._keep(now, f"Redis did not answer: {exc}")
+        if not whole and self._snapshot is not None:
+            # Redis came back empty and is being rebuilt from SQL: yesterday's counts beat none.
+            return self._keep(now, "Redis lost its state")
         snapshot = LiveSnapshot(now)
         for n, hours in enumerate(windows):
-            snapshot.windows[hours] = WindowCounts(hours, *(self._dense(replies[2 * n + k]) for k in (0, 1)))
+            snapshot.windows[hours] = WindowCounts(hours, *(self._dense(replies[2 * n + k]) for k in (0, 1)),
+                                                   catalog.published)
         fresh_ids, snapshot.fresh_times = zset_reply(replies[2 * len(windows)])
         snapshot.fresh_rows = catalog.ensure(fresh_ids)
         snapshot.hidden_rows = np.unique(catalog.ensure([m.decode() for m in replies[-1]]))
         with self._lock:
             self._snapshot, self.stale = snapshot, False
         return snapshot
+
+    def _keep(self, now: float, why: str) -> LiveSnapshot:
+        """Go on serving the last snapshot (an empty one if there is none yet)."""
+        self.stale = True
+        log.warning("live snapshot not refreshed: %s", why)
+        if self._snapshot is None:
+            self._snapshot = LiveSnapshot(now, {h: WindowCounts.empty(h) for h in sorted(self.windows)})
+        return self._snapshot
 
     def _dense(self, reply) -> np.ndarray:
         members, scores = zset_reply(reply)

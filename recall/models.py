@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,6 +44,10 @@ class Article(Base):
     # [{"label", "type", "wikidata_id", "confidence"}, ...]
     entities: Mapped[list[Any]] = mapped_column(JSON, default=list)
     image_ref: Mapped[str | None] = mapped_column(Text)
+    # Where image_ref came from: "http" (the API: only ever fetched as an http(s) URL, never read
+    # as a path) or "local" (CLI ingest: an operator's file may be read). Whoever stores the row
+    # sets it (api/routes/articles.py, jobs/ingest/common.py); unknown writers get "http".
+    image_origin: Mapped[str] = mapped_column(String(8), default="http", server_default="http")
     url: Mapped[str | None] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -78,6 +83,9 @@ class Event(Base):
     # Set for events of an impression (MIND rows); history clicks and API clicks may have none.
     impression_id: Mapped[str | None] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(32), default="api")
+    # The outbox: stored by the API but not applied to Redis yet (Redis was down); drained when
+    # Redis answers again (``recall.outbox``).
+    pending_online: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
 
 
 class JobRun(Base):
@@ -128,6 +136,9 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Every session cookie carries the version it was made with; logging out, disabling the
+    # editor or setting a new password moves it on, so every session made before ends (0004).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiKey(Base):

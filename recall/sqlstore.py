@@ -134,6 +134,36 @@ def upsert_articles(session: Session, records: Sequence[ArticleRecord]) -> int:
     return changed
 
 
+def claim_pending_events(session: Session, limit: int, keys: Sequence[str] | None = None) -> list[EventRecord]:
+    """Take up to ``limit`` events of the outbox (stored, not yet applied online; only those of
+    ``keys`` when given), oldest first: one UPDATE ... RETURNING clears their flag, so two
+    workers draining at once never apply the same event twice. The caller commits, and calls
+    ``set_pending`` again if applying fails."""
+    oldest = select(EVENTS.c.id).where(EVENTS.c.pending_online)
+    if keys is not None:
+        oldest = oldest.where(EVENTS.c.event_key.in_(list(keys)))
+    oldest = oldest.order_by(EVENTS.c.ts, EVENTS.c.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(EVENTS).where(EVENTS.c.id.in_(oldest.scalar_subquery()), EVENTS.c.pending_online)
+        .values(pending_online=False)
+        .returning(EVENTS.c.event_key, EVENTS.c.user_id, EVENTS.c.article_id, EVENTS.c.kind, EVENTS.c.ts,
+                   EVENTS.c.impression_id, EVENTS.c.source)).all()
+    return sorted((EventRecord(key=r.event_key, user_id=r.user_id, article_id=r.article_id, kind=r.kind, ts=r.ts,
+                               impression_id=r.impression_id, source=r.source) for r in rows),
+                  key=lambda e: (e.ts, e.key))
+
+
+def set_pending(session: Session, keys: Sequence[str], pending: bool = True) -> int:
+    """Put events (back) into the outbox, or take them out."""
+    changed = 0
+    for chunk in _chunks(list(keys)):
+        changed += session.execute(update(EVENTS).where(EVENTS.c.event_key.in_(chunk))
+                                   .values(pending_online=pending)).rowcount
+    return changed
+
+
 def insert_events(session: Session, records: Sequence[EventRecord]) -> int:
     """Append events (a known event_key is skipped); returns how many were new.
 
@@ -254,11 +284,18 @@ def iter_articles(session: Session, batch: int = 5000) -> Iterator[ArticleRecord
         last_id = rows[-1].id
 
 
-def articles_updated_after(session: Session, after: datetime, limit: int) -> list[tuple[ArticleRecord, datetime]]:
-    """Up to ``limit`` described articles stored or changed after ``after``, oldest change first,
-    with their change times (what a serving process has not indexed yet)."""
-    query = (select(ARTICLES).where(ARTICLES.c.updated_at > after, ARTICLES.c.id_only.is_(False))
-             .order_by(ARTICLES.c.updated_at, ARTICLES.c.id).limit(limit))
+def articles_updated_after(session: Session, after: datetime, limit: int,
+                           after_id: str = "") -> list[tuple[ArticleRecord, datetime]]:
+    """Up to ``limit`` described articles whose (change time, id) comes after (``after``,
+    ``after_id``), in that order, with their change times (what a serving process has not
+    indexed yet). A keyset cursor: one upsert stamps all its rows with one change time, so the
+    next page starts after the last (time, id) read, not after the time. ``after_id=""`` starts
+    at ``after`` itself. Written as ``t >= :t AND (t > :t OR id > :id)``, the same on SQLite and
+    PostgreSQL, and the ``updated_at`` index bounds it."""
+    at, aid = ARTICLES.c.updated_at, ARTICLES.c.id
+    query = (select(ARTICLES)
+             .where(at >= after, or_(at > after, aid > after_id), ARTICLES.c.id_only.is_(False))
+             .order_by(at, aid).limit(limit))
     return [(_article_record(row), row.updated_at) for row in session.execute(query)]
 
 

@@ -41,7 +41,7 @@ class UserStateUpdater:
             return {"profiles": 0, "cf": 0}
         try:
             self.online.apply_clicks_to_profiles((e.user_id, to_unix(e.ts), meta) for e, meta in clicks)
-            memberships = self._refresh_users(list(dict.fromkeys(e.user_id for e, _ in clicks)))
+            memberships = self.refresh_users(list(dict.fromkeys(e.user_id for e, _ in clicks)))
             live = [(to_unix(e.ts), e.article_id, memberships.get(e.user_id, {}))
                     for e, _ in clicks if e.source != HISTORY_SOURCE]
             cf = self.clusters.add_clicks(live, self.state.cutoff_ts, self.settings.cluster_cf_half_life_hours,
@@ -50,7 +50,7 @@ class UserStateUpdater:
             raise OnlineStoreError(str(exc)) from exc
         return {"profiles": len(clicks), "cf": cf}
 
-    def _refresh_users(self, users: list[str]) -> dict[str, dict[str, list[str]]]:
+    def refresh_users(self, users: list[str]) -> dict[str, dict[str, list[str]]]:
         """Recompute vectors and memberships of ``users``; returns every scheme's labels of each
         (the nightly-only schemes, such as DSSM's, as the job left them)."""
         models = self.state.users

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.online import OnlineStore
+from recall.rebuild import mark_whole
 from recall.settings import Settings
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,6 +46,7 @@ def settings(tmp_path: Path, redis_prefix: str) -> Settings:
         # Nightly runs in tests build the tag2vec route only; every other encoder has its own
         # tests, and tests/jobs/test_nightly_all_encoders.py builds them all once.
         build_encoders="tag2vec",
+        admin_cookie_https_only=False,  # test clients speak plain http
     )
 
 
@@ -58,7 +60,9 @@ def redis_client():
 
 @pytest.fixture
 def online(redis_client, settings: Settings):
+    """The test's Redis namespace, marked whole as a nightly run leaves it (recall/rebuild.py)."""
     store = OnlineStore(redis_client, settings)
+    mark_whole(store, "tests")
     yield store
     store.flush_namespace()
 

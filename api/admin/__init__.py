@@ -1,6 +1,7 @@
 """The editors' admin pages under ``/admin``: server-rendered HTML behind a login.
 
-``install`` adds them to an app: the signed-cookie sessions, the static files, the login pages
+``install`` adds them to an app: the signed-cookie sessions, the login throttle, the security
+headers of every answer under ``/admin`` (``SecurityHeaders``), the static files, the login pages
 (open) and every other page behind ``current_editor``; every POST is behind ``verify_csrf``.
 """
 
@@ -14,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from api.admin import articles, clusters, jobs, login, routeconfigs, users
+from api.admin.headers import SecurityHeaders
 from api.admin.editors import (
     HOME_PATH,
     SESSION_COOKIE,
@@ -23,6 +25,7 @@ from api.admin.editors import (
     session_secret,
     verify_csrf,
 )
+from api.admin.throttle import LoginThrottle
 from recall.settings import Settings
 
 pages = APIRouter(dependencies=[Depends(current_editor)])
@@ -47,6 +50,11 @@ def install(app: FastAPI, settings: Settings) -> None:
         SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
         max_age=int(settings.admin_session_hours * 3600), path="/admin", same_site="lax",
         https_only=settings.admin_cookie_https_only)
+    # Added last, so outermost: every answer under /admin gets the headers, whoever made it
+    # (a page, a static file, a redirect, an error).
+    app.add_middleware(SecurityHeaders, prefix="/admin")
+    app.state.admin_login_throttle = LoginThrottle(settings.admin_login_max_failures,
+                                                   settings.admin_login_window_seconds)
     app.add_exception_handler(LoginRequired, redirect_to_login)
     app.mount("/admin/static", StaticFiles(directory=Path(__file__).parent / "static"), name="admin-static")
     app.include_router(router)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from api.admin.templating import search_box, templates
+from api.admin.templating import IdPath, search_box, templates, web_url
 from api.deps import ServiceDep, SessionDep
-from api.schemas import ID_MAX_LENGTH
 from recall.models import Article
 from recall.routes import ROUTES
 
@@ -22,14 +21,16 @@ def find_article(request: Request, article_id: str | None = None) -> Response:
 
 
 def shown_image(image_ref: str | None) -> str | None:
-    """An image the browser can load itself; other references (local paths) are shown as text."""
-    return image_ref if image_ref and image_ref.startswith(("https://", "http://")) else None
+    """An image the browser can load itself (an http(s) address); other references (local paths,
+    any other scheme) are shown as text."""
+    return web_url(image_ref)
 
 
-@router.get("/articles/{article_id}", response_class=HTMLResponse)
+# ":path": the rest of the path is the id (see users.user_page).
+@router.get("/articles/{article_id:path}", response_class=HTMLResponse)
 def article_page(
     request: Request,
-    article_id: Annotated[str, Path(max_length=ID_MAX_LENGTH)],
+    article_id: IdPath,
     session: SessionDep,
     service: ServiceDep,
     n: Annotated[int, Query(ge=1, le=200)] = 20,

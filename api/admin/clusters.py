@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import HTMLResponse
 
-from api.admin.templating import Page, templates
+from api.admin.templating import IdPath, IdQuery, Page, templates
 from api.deps import ServiceDep, SettingsDep
 from recall.clusterstore import ClusterStore
 
@@ -23,7 +23,7 @@ LIST_ITEMS, CLUSTER_ITEMS = 5, 30
 
 @router.get("/clusters", response_class=HTMLResponse)
 def clusters_page(request: Request, service: ServiceDep, settings: SettingsDep,
-                  scheme: str | None = None, page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
+                  scheme: IdQuery = None, page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
     store = ClusterStore(service.online)
     schemes = store.schemes()
     chosen = next((s for s in schemes if s.name == scheme), schemes[0] if schemes else None)
@@ -40,8 +40,7 @@ def clusters_page(request: Request, service: ServiceDep, settings: SettingsDep,
 
 
 @router.get("/clusters/{scheme}/{label}", response_class=HTMLResponse)
-def cluster_page(request: Request, scheme: Annotated[str, Path()], label: Annotated[str, Path()],
-                 service: ServiceDep) -> HTMLResponse:
+def cluster_page(request: Request, scheme: IdPath, label: IdPath, service: ServiceDep) -> HTMLResponse:
     store = ClusterStore(service.online)
     profile = store.profile(scheme, label)
     return templates.TemplateResponse(request, "cluster.html", {

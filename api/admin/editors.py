@@ -1,11 +1,14 @@
 """Editors' sessions: a signed cookie, the login check on every page, CSRF on every form.
 
-The session lives in a cookie signed by Starlette's ``SessionMiddleware`` (itsdangerous), so a
-server keeps no session state and any worker can check it. It holds the editor's username and
-a CSRF token. Every admin page depends on ``current_editor`` (a missing or stale session is a
-303 to the login page, never data); every admin POST depends on ``verify_csrf`` (the form's
-hidden ``csrf_token`` must equal the session's, or 403): another site can make a browser send
-the cookie, but cannot read the token out of our pages.
+The session lives in a cookie signed by Starlette's ``SessionMiddleware`` (itsdangerous), so any
+worker can check it. It holds the editor's username, the editor's ``session_version`` when it
+was made and a CSRF token. The server keeps one number per editor: logging out, disabling the
+editor or a new password moves their ``session_version`` on, and a cookie made at another
+version (an old copy of it included) is logged out at its next request. Every admin page depends
+on ``current_editor`` (a missing or stale session is a 303 to the login page, never data); every
+admin POST depends on ``verify_csrf`` (the form's hidden ``csrf_token`` must equal the
+session's, or 403): another site can make a browser send the cookie, but cannot read the token
+out of our pages.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from urllib.parse import quote
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
 
+from sqlalchemy.orm import Session
+
 from api.deps import SessionDep
-from recall.credentials import active_user
+from recall.credentials import end_sessions, session_user
+from recall.models import AdminUser
 from recall.settings import Settings
 
 SESSION_COOKIE = "newsrecall_admin"
@@ -69,21 +75,46 @@ def csrf_token(request: Request) -> str:
     return request.session.setdefault("csrf", secrets.token_urlsafe(32))
 
 
-def start_session(request: Request, username: str) -> None:
-    """A fresh session for a freshly logged-in editor (a new CSRF token too)."""
+def start_session(request: Request, editor: AdminUser) -> None:
+    """A fresh session for a freshly logged-in editor (a new CSRF token too), made at their
+    current session version."""
     request.session.clear()
-    request.session["editor"] = username
+    request.session["editor"] = editor.username
+    request.session["version"] = editor.session_version
     csrf_token(request)
 
 
-def current_editor(request: Request, session: SessionDep) -> str:
-    """The logged-in editor's username; a disabled or deleted editor's session ends here."""
+def session_editor(request: Request, session: Session) -> AdminUser | None:
+    """The editor whose session this is, if it is still one: they are active and nothing ended
+    their sessions since it was made."""
     username = request.session.get("editor")
-    if not username or active_user(session, username) is None:
-        request.session.pop("editor", None)
-        wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if not isinstance(username, str):
+        return None
+    return session_user(session, username, request.session.get("version"))
+
+
+def end_session(request: Request, session: Session) -> None:
+    """Log out: every session of the editor ends (on every device), and this cookie is cleared.
+    A cookie that was no session any more ends nothing else."""
+    editor = session_editor(request, session)
+    if editor is not None:
+        end_sessions(session, editor.username)
+    request.session.clear()
+
+
+def current_editor(request: Request, session: SessionDep) -> str:
+    """The logged-in editor's username; a session that ended (logout, disabled or deleted editor,
+    new password) is logged out here."""
+    editor = session_editor(request, session)
+    if editor is None:
+        # Who it was goes; its CSRF token stays (a login form open in another tab still works).
+        for field in ("editor", "version"):
+            request.session.pop(field, None)
+        # The path as sent (an id's %2F or %3F stays quoted), so that login leads back to it.
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        wanted = path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(wanted if request.method == "GET" else HOME_PATH)
-    return username
+    return editor.username
 
 
 async def verify_csrf(request: Request) -> None:

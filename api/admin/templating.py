@@ -1,4 +1,5 @@
-"""The admin pages' templates (autoescaped: every title and tag is shown as text) and paging."""
+"""The admin pages' templates (autoescaped: every title and tag is shown as text; only http(s)
+addresses become links), paging, and the search boxes."""
 
 from __future__ import annotations
 
@@ -6,14 +7,23 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
-from fastapi import Request, status
+from fastapi import Path as PathParam
+from fastapi import Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.templating import Jinja2Templates
 
 from api.admin.editors import CSRF_FIELD, csrf_token
+from api.schemas import ID_MAX_LENGTH
+
+# An id in an admin page's address: what SQL and Redis can hold. Longer ids, and ids with a NUL
+# (which PostgreSQL text cannot hold), are a 422, never a query that fails.
+ID_PATTERN = r"^[^\x00]+$"
+IdPath = Annotated[str, PathParam(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+IdQuery = Annotated[str | None, Query(max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 def page_context(request: Request) -> dict[str, Any]:
@@ -40,11 +50,31 @@ def timestamp(value: float | datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def web_url(value: object) -> str | None:
+    """The address if it is a web page's (http or https, with a host), else None.
+
+    Article URLs and image references come from outside (ingest files, the API): a
+    ``javascript:`` or ``data:`` address must never become a link, whatever its case or the
+    blanks around or inside it (browsers drop those before they read the scheme), so any
+    whitespace or control character at all is refused too.
+    """
+    if not isinstance(value, str) or any(ch <= " " or ch == "\x7f" for ch in value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. a malformed [IPv6] host
+        return None
+    return value if parts.scheme.lower() in ("http", "https") and parts.hostname else None
+
+
 # autoescape=True for every template, whatever its name: article titles and tags come from
 # outside and must never become markup. StrictUndefined: a typo in a template fails loudly.
 environment = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 environment.filters["timestamp"] = timestamp
+environment.filters["web_url"] = web_url
+# An id as one segment of a path: its "/", "?", "#" and "%" quoted too (Jinja's urlencode keeps "/").
+environment.filters["segment"] = lambda value: quote(str(value), safe="")
 templates = Jinja2Templates(env=environment, context_processors=[page_context])
 
 
@@ -73,8 +103,26 @@ class Page:
         return str(request.url.include_query_params(page=number))
 
 
+def id_problem(wanted: str) -> str | None:
+    """Why an id cannot be looked up (None: it can)."""
+    if len(wanted) > ID_MAX_LENGTH:
+        return f"an id has at most {ID_MAX_LENGTH} characters"
+    if "\x00" in wanted:
+        return "an id cannot hold a NUL character"
+    return None
+
+
 def search_box(request: Request, wanted: str | None, page: str, param: str, template: str) -> Response:
-    """A search form's answer: the page of the id asked for (a redirect), or the empty form."""
-    if wanted and wanted.strip():
-        return RedirectResponse(request.url_for(page, **{param: wanted.strip()}), status.HTTP_303_SEE_OTHER)
-    return templates.TemplateResponse(request, template, {})
+    """A search form's answer: the page of the id asked for (a redirect), or the form (empty, or
+    saying why the id cannot be looked up: 422).
+
+    The id is quoted into the page's path as one segment: a ``/``, ``?``, ``#`` or ``%`` in it
+    stays part of the id (the inspectors' paths take the rest of the path as the id).
+    """
+    wanted = wanted.strip() if wanted else ""
+    if not wanted:
+        return templates.TemplateResponse(request, template, {"error": None})
+    if problem := id_problem(wanted):
+        return templates.TemplateResponse(request, template, {"error": problem},
+                                          status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return RedirectResponse(request.url_for(page, **{param: quote(wanted, safe="")}), status.HTTP_303_SEE_OTHER)

@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.admin.templating import search_box, templates
+from api.admin.templating import IdPath, search_box, templates
 from api.deps import ServiceDep, SettingsDep
-from api.schemas import ID_MAX_LENGTH
 from recall.clusterstore import ClusterStore
 from recall.online import ProfileSummary
 from recall.routes import ROUTES
@@ -41,10 +40,12 @@ def profile_and_clusters(service: RecallService, user_id: str,
         return None, None
 
 
-@router.get("/users/{user_id}", response_class=HTMLResponse)
+# ":path": the rest of the path is the id, so an id with a "/" (quoted %2F, which the server
+# decodes before routing) has a page too.
+@router.get("/users/{user_id:path}", response_class=HTMLResponse)
 def user_page(
     request: Request,
-    user_id: Annotated[str, Path(max_length=ID_MAX_LENGTH)],
+    user_id: IdPath,
     service: ServiceDep,
     settings: SettingsDep,
     route: Annotated[list[str] | None, Query(description="routes fused; default: the enabled ones")] = None,

@@ -9,6 +9,13 @@ a plain ``def``: FastAPI runs it in its threadpool and the event loop keeps serv
 Posting an article again is safe: SQL upserts by id and a route's live delta replaces the vector
 an id already has there (``VectorIndex.add``), so nothing is duplicated; an article the build
 already holds keeps its build vector until the next build.
+
+Images: ``image_ref`` must be an http(s) URL (api/schemas.py) and the row records that it came
+over HTTP (``articles.image_origin = "http"``), so no process ever reads it as a path on the
+server. Before SQL holds the articles, the active build's image encoder fetches their URLs into
+the image cache under the var directory (public addresses only, encoders/fetch.py): the workers
+that take the articles from SQL (catch-up) and the nightly build then find them there, and an
+image is fetched once.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Annotated
 
 import redis
 from fastapi import APIRouter, Body
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from api.deps import ServiceDep, SessionDep
@@ -31,6 +38,7 @@ from recall import sqlstore
 from recall.domain import ArticleRecord
 from recall.fastpath import publish_articles
 from recall.online import OnlineStore, OnlineStoreError
+from recall.routes import ROUTES
 from recall.service import Pipeline
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,26 @@ def with_publish_times(session: Session, records: Sequence[ArticleRecord],
     return timed, {row.id for row in stored.values() if row.status == "hidden"}
 
 
+def prefetch_images(pipeline: Pipeline, records: Sequence[ArticleRecord]) -> None:
+    """Fetch the records' image URLs into the image cache (each encoder that fetches: img2vec),
+    side by side, so that whoever encodes them next, here or in another process, fetches nothing."""
+    state = pipeline.state
+    names = {ROUTES[route].encoder for route in state.indexes if route in ROUTES and ROUTES[route].encoder}
+    for name in sorted(names):
+        encoder = state.encoder(name)
+        if encoder is not None and hasattr(encoder, "prefetch"):
+            encoder.prefetch(records)
+
+
+def record_image_origin(session: Session, records: Sequence[ArticleRecord]) -> None:
+    """Mark the rows' image_ref as come over HTTP (an upsert of a row a CLI ingest stored keeps
+    the column otherwise)."""
+    articles = sqlstore.ARTICLES.c
+    session.execute(update(sqlstore.ARTICLES)
+                    .where(articles.id.in_([record.id for record in records]), articles.image_origin != "http")
+                    .values(image_origin="http"))
+
+
 def publish_live(pipeline: Pipeline, online: OnlineStore, records: Sequence[ArticleRecord],
                  was_hidden: set[str]) -> bool:
     """Live indexes, catalog, fresh list and hidden set; False when Redis could not be written
@@ -80,9 +108,11 @@ def publish_live(pipeline: Pipeline, online: OnlineStore, records: Sequence[Arti
 def post_articles(body: Annotated[ArticlesIn, Body(description="one article, or a JSON array of them")],
                   session: SessionDep, service: ServiceDep, metrics: MetricsDep) -> ArticlesPublished:
     received = body if isinstance(body, list) else [body]
-    records, was_hidden = with_publish_times(session, [article.to_record() for article in received],
-                                             datetime.now(UTC).replace(tzinfo=None))
+    posted = [article.to_record() for article in received]
+    prefetch_images(service.pipeline, posted)
+    records, was_hidden = with_publish_times(session, posted, datetime.now(UTC).replace(tzinfo=None))
     stored = sqlstore.upsert_articles(session, records)
+    record_image_origin(session, records)
     session.commit()
     pipeline = service.pipeline  # one build for the whole batch, even if a new one is swapped in meanwhile
     state = pipeline.state

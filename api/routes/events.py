@@ -1,7 +1,7 @@
 """POST /v1/events: store impressions and clicks in SQL and apply them to online state at once.
 
-SQL is the record: events are committed there first, so a Redis outage loses nothing (the
-nightly job rebuilds Redis from SQL). Redis gets them through ``RecallService.record_events``,
+SQL is the record: events are committed there first, so a Redis outage loses nothing: what could
+not be applied waits in the outbox (``recall/outbox.py``) and is applied when Redis answers. Redis gets them through ``RecallService.record_events``,
 the same path the evaluation replay uses, so a click changes the next recall immediately: recent
 clicks, hot counters, the user's profile, vectors and clusters, and their clusters' CF lists.
 """
@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from api.deps import ServiceDep, SessionDep
 from api.schemas import EventBatch, EventIn, EventsAccepted
 from recall import sqlstore
 from recall.domain import EventRecord
-from recall.online import OnlineStoreError
+from recall.outbox import apply_or_keep
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,18 @@ def naive_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
-def to_record(event: EventIn, received_at: datetime) -> EventRecord:
+def to_record(event: EventIn, received_at: datetime, namespace: str) -> EventRecord:
+    """``namespace``: the caller's API key id. Event ids are the caller's own: another caller
+    reusing an id stores its own event."""
     # An event cannot happen after it arrives: a client clock running ahead would otherwise hide
     # the click from recall (recent clicks are read up to "now") until that time came.
     ts = min(naive_utc(event.ts), received_at) if event.ts else received_at
     content = "\x1f".join([event.user_id, event.article_id, event.kind, ts.isoformat(),
                             event.impression_id or ""])
     key = event.id or hashlib.sha1(content.encode()).hexdigest()
-    # Namespaced so a key given to the API never collides with an ingested source's event keys.
-    return EventRecord(key=f"api:{key}", user_id=event.user_id, article_id=event.article_id,
+    # Namespaced by caller, and so that a key given to the API never collides with an ingested
+    # source's event keys.
+    return EventRecord(key=f"api:{namespace}:{key}", user_id=event.user_id, article_id=event.article_id,
                        kind=event.kind, ts=ts, impression_id=event.impression_id, source="api")
 
 
@@ -64,16 +67,19 @@ def not_yet_stored(session: Session, records: Sequence[EventRecord]) -> list[Eve
 
 
 @router.post("/events", response_model=EventsAccepted)
-def post_events(batch: EventBatch, session: SessionDep, service: ServiceDep) -> EventsAccepted:
+def post_events(batch: EventBatch, request: Request, session: SessionDep, service: ServiceDep) -> EventsAccepted:
+    """``online`` is true when every event of the batch is applied to Redis: new ones now, and
+    retried ones that an outage had left in the outbox are applied now too."""
     received_at = utcnow()
-    records = [to_record(event, received_at) for event in batch.events]
+    namespace = getattr(request.state, "api_key_id", None) or "open"
+    records = [to_record(event, received_at, namespace) for event in batch.events]
     new = not_yet_stored(session, records)
     stored = sqlstore.insert_events(session, new)
     session.commit()
-    try:
-        service.record_events(new)
-        applied = True
-    except OnlineStoreError as exc:
-        log.warning("events stored in SQL but not applied online: %s", exc)
-        applied = False
+    # Retried events an outage left in the outbox: claimed (so no drain applies them meanwhile)
+    # and applied with this batch.
+    retried = list({r.key for r in records} - {e.key for e in new})
+    waiting = sqlstore.claim_pending_events(session, len(retried), keys=retried) if retried else []
+    session.commit()
+    applied = apply_or_keep(service, session, [*new, *waiting])
     return EventsAccepted(accepted=len(records), stored=stored, online=applied)

@@ -32,13 +32,21 @@ def readyz(response: Response, engine: EngineDep, online: OnlineDep, service: Se
     """Ready when SQL and Redis answer and a build is loaded. Not ready still serves: without a
     build the fallback routes answer; without Redis, recall returns what it can (200, never 500)."""
     version = service.state.version
-    checks = {"sql": sql_answers(engine), "redis": online.ping(), "build": version is not None}
+    redis_up = online.ping()
+    checks = {"sql": sql_answers(engine), "redis": redis_up, "build": version is not None,
+              "online_state": redis_up and online.is_whole()}
     reasons = {
         "sql": "SQL database does not answer",
-        "redis": "Redis does not answer",
+        "redis": "Redis does not answer (requests are served degraded from in-process snapshots)",
         "build": "no build loaded (serving fallback routes only)",
+        "online_state": "Redis lost its state; it is being rebuilt from SQL (requests are served degraded)",
     }
-    failed = [reasons[name] for name, ok in checks.items() if not ok]
+    # Redis down says so once: its state cannot be judged then.
+    failed = [reasons[name] for name, ok in checks.items() if not ok and (redis_up or name != "online_state")]
     if failed:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Readiness(ready=not failed, version=version, checks=checks, reasons=failed)
+    state = service.state
+    fell_back = state.requested is not None and state.requested != version
+    return Readiness(ready=not failed, version=version, checks=checks, reasons=failed,
+                     requested=state.requested if fell_back else None,
+                     load_error=state.load_error if fell_back else None)

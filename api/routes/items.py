@@ -7,12 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from api.deps import ServiceDep, SettingsDep
-from api.schemas import ID_MAX_LENGTH, Neighbour, SimilarResponse
+from api.schemas import ID_MAX_LENGTH, ErrorMessage, Neighbour, SimilarResponse
 
 router = APIRouter(tags=["items"])
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarResponse)
+@router.get("/items/{item_id}/similar", response_model=SimilarResponse, responses={
+    404: {"model": ErrorMessage, "description": "the item is not in the active build (nor posted since)"},
+    503: {"model": ErrorMessage, "description": "the route has no index in the active build"},
+})
 def similar(
     item_id: Annotated[str, Path(max_length=ID_MAX_LENGTH)],
     route: Annotated[str, Query(description="an item-to-item route, e.g. tag2vec")],

@@ -27,11 +27,12 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
 
 from recall.db import make_sessionmaker
 from recall.domain import ArticleRecord, EventRecord
-from recall.sqlstore import insert_events, upsert_articles
+from recall.sqlstore import ARTICLES, insert_events, upsert_articles
 
 BATCH_SIZE = 5000
 # A file of garbage must not fill memory with messages; all rejects are still counted.
@@ -146,6 +147,7 @@ class IngestRun:
         if self._articles:
             with self._sessions.begin() as session:
                 self.report.articles_stored += upsert_articles(session, self._articles)
+                record_image_origins(session, self._articles)
             self._articles = []
 
     def _flush_events(self) -> None:
@@ -175,6 +177,20 @@ class IngestRun:
                     continue
                 yield from items
         self._progress.remove_task(task)
+
+
+def record_image_origins(session: Session, records: Sequence[ArticleRecord]) -> None:
+    """Write where each stored article's image_ref came from (``articles.image_origin``): "local"
+    for what an operator ingests (its image_ref may name a file on the server, which img2vec
+    reads), so an article first posted to the API and now ingested is marked anew, and the
+    other way round (api/routes/articles.py)."""
+    by_origin: dict[str, list[str]] = {}
+    for record in records:
+        if not record.id_only:
+            by_origin.setdefault(record.image_source, []).append(record.id)
+    for origin, ids in by_origin.items():
+        session.execute(update(ARTICLES).where(ARTICLES.c.id.in_(ids), ARTICLES.c.image_origin != origin)
+                        .values(image_origin=origin))
 
 
 def parse_json(text: str) -> Any:

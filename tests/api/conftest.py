@@ -87,19 +87,21 @@ def unused_redis_url() -> str:
 
 @contextlib.contextmanager
 def world_of_its_own(tmp: Path, *, articles: int, users: int, days: int, **settings: Any) -> Iterator[BuiltWorld]:
-    """A world with its own var directory, SQLite file and Redis prefix, cleaned up afterwards."""
+    """A world with its own var directory, SQLite file and Redis prefix, cleaned up afterwards
+    (on the tests' Redis unless ``redis_url`` names another)."""
     settings = Settings(
         _env_file=None,
         var_dir=tmp / "var",
         database_url=f"sqlite:///{tmp / 'recall.db'}",
-        redis_url=REDIS_URL,
+        redis_url=settings.pop("redis_url", REDIS_URL),
         redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
         build_encoders="tag2vec",  # the API is the same for every vector route; one keeps it fast
+        admin_cookie_https_only=False,  # TestClient speaks plain http
         **settings,
     )
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(settings.redis_url)
     online = OnlineStore(client, settings)
     world, build = build_world(settings, engine, online, articles=articles, users=users, days=days)
     try:

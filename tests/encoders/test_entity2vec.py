@@ -84,6 +84,21 @@ def test_nothing_known_gives_zero_rows(encoder, table):
     np.testing.assert_allclose(rows[3], table[known] / np.linalg.norm(table[known]), atol=1e-5)
 
 
+def test_an_article_it_cannot_read_is_a_zero_row_counted_and_the_batch_goes_on(encoder, table):
+    """Rows SQL may hold from before the API checked entities: the bad article is skipped, never
+    the batch it came in (the fast path, catch-up, the nightly build)."""
+    a, b = list(table)[:2]
+    good = ArticleRecord(id="good", entities=({"wikidata_id": a}, {"wikidata_id": b}))
+    bad = [ArticleRecord(id="list-id", entities=({"wikidata_id": [a]},)),
+           ArticleRecord(id="number-id", entities=({"wikidata_id": 42}, {"wikidata_id": a})),
+           ArticleRecord(id="not-an-object", entities=(a,)),
+           ArticleRecord(id="dict-id", entities=({"wikidata_id": {"id": a}},))]
+    rows = encoder.encode([bad[0], good, *bad[1:]])
+    assert not rows[[0, 2, 3, 4]].any()
+    np.testing.assert_array_equal(rows[1], encoder.encode([good])[0])
+    assert encoder.skipped == len(bad)
+
+
 def test_an_entity_counts_once_per_article(encoder, table):
     a, b = list(table)[:2]
     rows = encoder.encode([

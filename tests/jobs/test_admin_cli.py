@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from jobs.cli import app
 from recall.credentials import KeyCheck, authenticate, check_key
 from recall.db import make_engine
+from recall.models import AdminUser
 
 
 def run(*args: str, stdin: str | None = None):
@@ -27,6 +28,20 @@ def test_create_user_from_an_option_or_a_prompt(cli_env):
         assert authenticate(session, "ana", "other password") is not None
         assert authenticate(session, "bob", "battery staple") is None  # disabled
     engine.dispose()
+
+
+def test_disabling_an_editor_ends_their_sessions(cli_env):
+    assert run("create-user", "ana", "--password", "correct horse").exit_code == 0
+    engine = make_engine(cli_env)
+    with Session(engine) as session:
+        before = session.get(AdminUser, "ana").session_version
+    assert run("disable-user", "ana").exit_code == 0
+    with Session(engine) as session:
+        # Every signed session cookie carries the version it was made with: none matches now.
+        assert session.get(AdminUser, "ana").session_version == before + 1
+    engine.dispose()
+    odd = run("create-user", "a\x00b", "--password", "correct horse")
+    assert odd.exit_code == 1 and "username" in odd.output
 
 
 def test_keys_are_printed_once_listed_without_secret_and_revoked(cli_env):

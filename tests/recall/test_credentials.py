@@ -1,4 +1,5 @@
-"""recall/credentials.py on SQLite and PostgreSQL: hashed passwords, API keys, revocation."""
+"""recall/credentials.py on SQLite and PostgreSQL: hashed passwords, sessions that end on the
+server, API keys, revocation."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from recall.credentials import (
     check_key,
     create_key,
     create_user,
+    end_sessions,
     find_key,
     hash_password,
     key_label,
     list_keys,
     revoke_key,
+    session_user,
     set_disabled,
     verify_password,
 )
@@ -49,6 +52,38 @@ def test_editors_log_in_with_their_password_only(sessions):
         create_user(session, "ana", "new password", replace=True)  # also enables again
         assert authenticate(session, "ana", "correct horse") is None
         assert authenticate(session, "ana", "new password").username == "ana"
+
+
+def test_logout_disabling_and_a_new_password_end_every_session(sessions):
+    with sessions() as session:
+        first = create_user(session, "ana", "correct horse").session_version
+        assert session_user(session, "ana", first).username == "ana"
+        assert session_user(session, "ana", first + 1) is None and session_user(session, "ana", None) is None
+
+        assert end_sessions(session, "ana").session_version == first + 1  # logout: every session ends
+        assert session_user(session, "ana", first) is None
+        assert session_user(session, "ana", first + 1).username == "ana"
+
+        disabled = set_disabled(session, "ana").session_version
+        assert disabled == first + 2 and session_user(session, "ana", disabled) is None
+        renewed = create_user(session, "ana", "new password", replace=True).session_version  # enabled again
+        assert renewed == first + 3
+        assert session_user(session, "ana", disabled) is None and session_user(session, "ana", renewed) is not None
+        assert set_disabled(session, "ana", False).session_version == renewed  # enabling ends nothing
+        with pytest.raises(CredentialError, match="no editor"):
+            end_sessions(session, "bob")
+        assert session_user(session, "bob", 0) is None
+
+
+def test_odd_usernames_are_refused_never_an_error(sessions):
+    with sessions() as session:
+        create_user(session, "ana", "correct horse")
+        for odd in ("ana\x00", "\x00", "a" * 129, "a" * 10_000, ""):
+            assert authenticate(session, odd, "correct horse") is None
+            assert session_user(session, odd, 0) is None
+        for odd in ("a\x00b", "a" * 129):
+            with pytest.raises(CredentialError, match="username"):
+                create_user(session, odd, "correct horse")
 
 
 def test_keys_are_stored_hashed_and_checked(sessions):

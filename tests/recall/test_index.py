@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -184,19 +188,100 @@ def test_publish_switches_active_to_a_complete_build(tmp_path):
     assert sorted(p.name for p in store.root.iterdir() if p.is_file()) == ["ACTIVE"]
 
 
-def test_leftover_staging_is_removed_by_the_next_start_and_never_served(tmp_path):
+def test_start_never_touches_another_runs_staging_and_sweep_removes_leftovers(tmp_path):
     store = BuildStore(tmp_path / "builds")
     stage(store, "v1")
-    crashed = store.start("v2")  # a job that died before publishing
-    (crashed / "manifest.json").write_text("half")
+    running = store.start("v2")  # a job still writing its build (or one that died: start cannot tell)
+    (running / "manifest.json").write_text("half")
     assert store.active_version() == "v1"
     assert "v2" not in store.versions() and ".tmp-v2" not in store.versions()
 
     staging = store.start("v3")
-    assert not crashed.exists() and staging.exists()
-    assert store.active_version() == "v1"
+    assert running.exists() and (running / "manifest.json").read_text() == "half"
     store.publish(staging)
     assert store.active_version() == "v3" and store.versions() == ["v1", "v3"]
+
+    # A run that fails removes its own staging directory, and only that.
+    mine = store.start("v4")
+    store.discard(mine)
+    assert not mine.exists() and running.exists()
+    # Holding the nightly lock, a run sweeps what dead runs left; published builds stay.
+    (store.root / ".ACTIVE.v9").write_text("v9")
+    assert store.sweep() == [".ACTIVE.v9", ".tmp-v2"]
+    assert not running.exists() and store.versions() == ["v1", "v3"] and store.active_version() == "v3"
+
+
+def write_build(root, version: str, points, *, encoders=("enc",)) -> object:
+    """A small complete build folder (as the nightly job writes one) under ``root``."""
+    ids, vectors = points
+    directory = root / version
+    index = VectorIndex.build(ids, vectors, route="r", encoder="enc", encoder_version="1")
+    index.compute_neighbours(depth=5, floor=0.0)
+    index.save(directory / "indexes" / "r")
+    for name in encoders:
+        (directory / "models" / name).mkdir(parents=True)
+        (directory / "models" / name / "model.bin").write_bytes(b"weights")
+    (directory / "catalog.jsonl").write_text("".join(f'{{"id": "{i}"}}\n' for i in ids))
+    manifest = {"version": version, "routes": {"r": index.manifest}, "encoders": {"enc": "1"},
+                "counts": {"articles": len(ids), "index:r": len(index)}}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def test_verify_checks_a_build_against_its_manifest(tmp_path, points):
+    store = BuildStore(tmp_path / "builds")
+    good = write_build(store.root, ".tmp-v1", points)
+    manifest = json.loads((good / "manifest.json").read_text())
+    manifest["version"] = "v1"
+    (good / "manifest.json").write_text(json.dumps(manifest))
+    assert store.verify(good) == []
+
+    def broken(name: str, damage) -> list[str]:
+        directory = write_build(store.root, name, points)
+        damage(directory)
+        return store.verify(directory)
+
+    # The fault seen in production: the manifest lists an encoder whose model folder is missing.
+    assert broken("a", lambda d: shutil.rmtree(d / "models" / "enc")) == \
+        ["encoder enc: model folder models/enc missing or empty"]
+    assert "index r: files missing" in broken("b", lambda d: (d / "indexes" / "r" / "vectors.npy").unlink())[0]
+    assert "neighbour" in broken("c", lambda d: shutil.rmtree(d / "indexes" / "r" / "neighbours"))[0]
+    assert "catalog.jsonl unreadable" in broken("d", lambda d: (d / "catalog.jsonl").unlink())[0]
+    assert broken("e", lambda d: (d / "catalog.jsonl").write_text('{"id": "x"}\n')) == \
+        [f"catalog holds 1 articles, the manifest {len(points[0])}"]
+    assert "manifest.json unreadable" in broken("f", lambda d: (d / "manifest.json").write_text("{"))[0]
+
+    # A truncated vectors file (a half-copied build) is caught without reading it all.
+    def truncate(d):
+        path = d / "indexes" / "r" / "vectors.npy"
+        path.write_bytes(path.read_bytes()[:200])
+    assert "index r: files missing or unreadable" in broken("g", truncate)[0]
+
+    def miscount(d):
+        manifest = json.loads((d / "manifest.json").read_text())
+        manifest["counts"]["index:r"] = 3
+        (d / "manifest.json").write_text(json.dumps(manifest))
+    assert "vectors.npy holds 60 rows, but {'counts': 3}" in broken("h", miscount)[0]
+
+    def extra_index(d):
+        shutil.copytree(d / "indexes" / "r", d / "indexes" / "stray")
+    assert broken("i", extra_index) == ["index stray is on disk but not in the manifest"]
+    renamed = write_build(store.root, "j", points)
+    os.replace(renamed, store.root / "k")
+    assert store.verify(store.root / "k") == ["manifest names version 'j', the folder 'k'"]
+
+
+def test_a_rejected_build_is_set_aside_and_never_a_published_version(tmp_path, points):
+    store = BuildStore(tmp_path / "builds")
+    stage(store, "v1")
+    staging = store.start("v2")
+    rejected = store.reject(staging, ["encoder enc: model folder models/enc missing or empty"])
+    assert rejected.name == ".rejected-v2" and not staging.exists()
+    assert "models/enc missing" in (rejected / "REJECTED.txt").read_text()
+    assert store.versions() == ["v1"] and store.active_version() == "v1"
+    store.reject(store.start("v3"), ["x"])
+    assert store.sweep() == [".rejected-v2"]  # the newest rejected build is kept for inspection
+    assert (store.root / ".rejected-v3").exists()
 
 
 @pytest.mark.parametrize("keep", [1, 2, 3])

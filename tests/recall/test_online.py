@@ -15,6 +15,7 @@ from recall.clusterstore import ClusterStore
 from recall.domain import ContextNeeds, EventRecord, to_unix
 from recall.online import OnlineStore, OnlineStoreError
 from recall.profiles import UserProfile
+from recall.rebuild import mark_whole
 from recall.routes.cluster import ClusterListRoute
 from tests.conftest import REDIS_URL
 
@@ -59,6 +60,7 @@ def make_store(redis_client, settings):
 
     def make(**overrides) -> OnlineStore:
         store = OnlineStore(redis_client, settings.model_copy(update=overrides))
+        mark_whole(store, "tests")
         stores.append(store)
         return store
 
@@ -78,6 +80,9 @@ def test_recent_clicks_are_newest_first_and_capped(make_store):
     assert ctx.click_times == sorted(ctx.click_times, reverse=True)
     assert ctx.click_times[0] == to_unix(hours_ago(13))
     assert not ctx.is_cold and not ctx.degraded
+    # Redis that lost its state (no marker: restarted empty) makes every context degraded.
+    store.r.delete(store.k("meta:whole"))
+    assert store.fetch_context("u", now=NOW).degraded
     # A replay at an earlier moment sees only the clicks made up to then.
     assert store.fetch_context("u", now=to_unix(hours_ago(14.5))).recent_clicks == ["a5", "a4", "a3"]
     assert store.fetch_context("nobody", now=NOW).is_cold

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from recall.models import RouteConfig as RouteConfigRow
 from recall.models import RouteConfigAudit
-from recall.routeconfig import load_route_configs, update_route_config
+from recall.routeconfig import InvalidRouteConfig, load_route_configs, update_route_config
 from recall.routes import ROUTES, default_configs
 
 
@@ -80,3 +80,28 @@ def test_unknown_routes_and_negative_values_are_rejected(sessions):
         assert session.scalar(select(func.count()).select_from(RouteConfigAudit)) == 0
         assert session.scalar(select(func.count()).select_from(RouteConfigRow)) == 0
         assert load_route_configs(session) == default_configs()
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"weight": float("inf")}, "weight"), ({"weight": float("nan")}, "weight"), ({"weight": float("-inf")}, "weight"),
+    ({"weight": "heavy"}, "weight"), ({"quota": 2.5}, "quota"), ({"quota": float("inf")}, "quota"),
+    ({"params": {"cosine_floor": float("nan")}}, "cosine_floor"),
+    ({"params": {"window_hours": float("inf")}}, "window_hours"),
+])
+def test_non_finite_values_are_refused_with_the_field_named_and_nothing_written(sessions, change, named):
+    """One route weighted inf or nan would make every fused score inf or nan (null in JSON)."""
+    with sessions() as session:
+        with pytest.raises(InvalidRouteConfig, match=named):
+            update_route_config(session, "hot", "ops", **change)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RouteConfigAudit)) == 0
+        assert session.get(RouteConfigRow, "hot") is None
+        assert load_route_configs(session) == default_configs()
+
+
+def test_a_non_finite_weight_stored_before_the_check_is_read_as_the_default(sessions):
+    with sessions.begin() as session:
+        session.add(RouteConfigRow(route="hot", enabled=True, weight=float("inf"), quota=7, params={}))
+    with sessions() as session:
+        hot = load_route_configs(session)["hot"]
+    assert hot.weight == ROUTES["hot"].default.weight and hot.quota == 7

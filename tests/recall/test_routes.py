@@ -28,6 +28,7 @@ from recall.domain import Candidates, EventRecord, RequestContext, to_unix
 from recall.index import VectorIndex, normalise
 from recall.live import LiveState
 from recall.online import OnlineStore
+from recall.rebuild import mark_whole
 from recall.routes import ROUTES
 from recall.routes.base import RouteConfig, RouteSpec
 from recall.routes.fallback import FreshRoute, HotRoute
@@ -112,6 +113,7 @@ def build(tmp_path_factory) -> Build:
     service = RecallService(online, state)
 
     # Redis as the nightly job leaves it at the cutoff...
+    mark_whole(online, "tests")
     online.replace_fresh([(a.id, to_unix(a.published_at)) for a in world.articles if a.status == "active"
                           and (a.expires_at is None or a.expires_at > CUTOFF)])
     store = ClusterStore(online)  # the admin pages' copy of each scheme

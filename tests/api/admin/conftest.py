@@ -34,6 +34,10 @@ EDITOR, PASSWORD = "browser-editor", "correct horse battery"
 # An article whose title would run script if a page ever printed it as markup.
 XSS_ID = "xss-1"
 XSS_TITLE = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2"> Storm warning'
+# Its address would run script if a page ever linked it (an ingest file or the API may carry any).
+XSS_URL = "javascript:window.__xss = 3"
+# An article whose address is a web page: linked. Its id holds what a path must quote.
+LINKED_ID, LINKED_URL = "wire/2024?#% 1", "https://news.example.org/storm?id=1&lang=en"
 
 
 @dataclasses.dataclass
@@ -44,15 +48,18 @@ class AdminWorld(BuiltWorld):
 @pytest.fixture(scope="session")
 def admin_world(tmp_path_factory) -> Iterator[AdminWorld]:
     tmp = tmp_path_factory.mktemp("admin-world")
+    # Served over plain http on 127.0.0.1: the session cookie must not be HTTPS-only here.
     settings = Settings(_env_file=None, var_dir=tmp / "var", database_url=f"sqlite:///{tmp / 'recall.db'}",
-                        redis_url=REDIS_URL, redis_prefix=f"t{uuid.uuid4().hex[:10]}:", build_encoders="tag2vec")
+                        redis_url=REDIS_URL, redis_prefix=f"t{uuid.uuid4().hex[:10]}:", build_encoders="tag2vec",
+                        admin_cookie_https_only=False)
     engine = make_engine(settings.sqlalchemy_url)
     upgrade(engine)
     now = datetime.now(UTC).replace(tzinfo=None)
     world = generate(200, 40, 3, seed=5, start=now - timedelta(days=3))
     # The script-titled article says what a real one says, so it is in the build and a neighbour.
     twin = world.articles[0]
-    world.articles.append(dataclasses.replace(twin, id=XSS_ID, title=XSS_TITLE))
+    world.articles.append(dataclasses.replace(twin, id=XSS_ID, title=XSS_TITLE, url=XSS_URL))
+    world.articles.append(dataclasses.replace(world.articles[1], id=LINKED_ID, url=LINKED_URL))
     ingest_synthetic(engine, world)
     client = redis.Redis.from_url(REDIS_URL)
     online = OnlineStore(client, settings)
@@ -97,6 +104,12 @@ def page(browser: Browser, base_url: str) -> Iterator[Page]:
     page = context.new_page()
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    # The pages run under a strict Content-Security-Policy: anything it blocks (a script, a
+    # style, a frame) is a page that no longer works as written.
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     context.close()
     assert dialogs == [], f"a page opened dialogs: {dialogs}"
+    assert blocked == [], f"the Content-Security-Policy blocked: {blocked}"

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session
 
 from recall.online import OnlineStore, connect_redis
 from recall.routeconfig import load_route_configs
 from recall.service import RecallService
 from recall.serving import ServingState
-from tests.api.admin.conftest import EDITOR, XSS_ID, XSS_TITLE, AdminWorld, fill_login
+from tests.api.admin.conftest import (
+    EDITOR,
+    LINKED_ID,
+    LINKED_URL,
+    XSS_ID,
+    XSS_TITLE,
+    XSS_URL,
+    AdminWorld,
+    fill_login,
+)
 
 
 def served_routes(world: AdminWorld) -> list[str]:
@@ -97,3 +106,45 @@ def test_a_title_with_markup_is_shown_as_text(page: Page, admin_world: AdminWorl
     expect(neighbour).to_have_text(XSS_TITLE)
     assert page.evaluate("window.__xss") is None
     assert page.locator("script:not([src])").count() == 0 and page.locator("img[src=x]").count() == 0
+
+
+def test_only_web_addresses_are_links_and_odd_ids_are_found(page: Page):
+    page.goto(f"/admin/articles/{XSS_ID}")
+    fill_login(page)
+    expect(page.locator("#article-title")).to_have_text(XSS_TITLE)
+    # Its javascript: address is shown, as text: nothing to click, nothing run.
+    expect(page.locator("code", has_text=XSS_URL)).to_be_visible()
+    assert page.locator("a[href^='javascript:' i], a[href*='__xss']").count() == 0
+    # The search box finds an id with a slash, a query and a fragment in it; its web page is a link.
+    page.locator("form.search input[name=article_id]").fill(LINKED_ID)
+    page.locator("form.search button").click()
+    expect(page.locator("h2 code").first).to_have_text(LINKED_ID)
+    expect(page.locator(f"a[href='{LINKED_URL}']")).to_have_text(LINKED_URL)
+    assert page.evaluate("window.__xss") is None
+
+
+def test_the_pages_refuse_inline_script_and_framing(browser: Browser, base_url: str):
+    context = browser.new_context(base_url=base_url)
+    try:
+        page = context.new_page()
+        reported: list[str] = []
+        context.on("console", lambda message: reported.append(message.text))
+        response = page.goto("/admin/login")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
+        # Script that got into a page some other way (markup an escape missed) does not run.
+        page.evaluate("""() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__inline = 1";
+            document.head.appendChild(script);
+        }""")
+        assert page.evaluate("window.__inline") is None
+        # Another site cannot frame an admin page (clickjacking): the frame stays empty.
+        other = context.new_page()
+        other.set_content(f'<iframe src="{base_url}/admin/login"></iframe>')  # waits for the frame's load
+        framed = [frame for frame in other.frames if frame != other.main_frame]
+        assert len(framed) == 1 and framed[0].locator("form.login").count() == 0
+        # Chromium says so on the console, as the page fixture expects to read it.
+        assert any("Content Security Policy" in text for text in reported), reported
+    finally:
+        context.close()
