@@ -34,11 +34,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Connecting is lazy: a Redis that is down now only degrades requests, it never stops startup.
     redis_client = connect_redis(settings, serving=True)
     online = OnlineStore(redis_client, settings)
+    background_client = connect_redis(settings)  # live snapshots and rebuilds: long timeouts, no breaker
     with sessions() as session:
         configs = load_route_configs(session)
     state = ServingState.load(settings)
     await asyncio.to_thread(state.warm)  # the first posted article is as fast as the next
-    service = RecallService(online, state, configs)
+    service = RecallService(online, state, configs, background=OnlineStore(background_client, settings))
     service.start()
     keys = KeyCache(sessions, ttl=settings.api_key_cache_seconds)
 
@@ -56,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await task
         service.close()
         close_redis(redis_client)
+        close_redis(background_client)
         engine.dispose()
 
 

@@ -32,6 +32,7 @@ from recall import sqlstore
 from recall.clusterstore import CF_HALF_LIVES, ClusterStore
 from recall.domain import HISTORY_SOURCE, to_unix
 from recall.online import WHOLE_MARKER, OnlineStore
+from recall.userstate import UserStateUpdater
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def is_empty(online: OnlineStore) -> bool:
 
 def rebuild_if_empty(service, sessions: sessionmaker[Session]) -> bool:
     """Rebuild when Redis lost its state and no other process is at it; True if this one did."""
-    online = service.online
+    online = service.background
     if not is_empty(online):
         return False
     token = uuid.uuid4().hex
@@ -76,7 +77,7 @@ def rebuild_if_empty(service, sessions: sessionmaker[Session]) -> bool:
 
 def rebuild(service, sessions: sessionmaker[Session], now: datetime | None = None) -> dict[str, int]:
     pipeline = service.pipeline
-    online, settings, catalog = service.online, service.settings, pipeline.state.catalog
+    online, settings, catalog = service.background, service.settings, pipeline.state.catalog
     counts: dict[str, int] = {}
     with sessions() as session:  # the replay below applies these; every one is older than ``now``
         counts["outbox_cleared"] = len(sqlstore.claim_pending_events(session, 10**9))
@@ -108,9 +109,9 @@ def rebuild(service, sessions: sessionmaker[Session], now: datetime | None = Non
         (user, to_unix(ts), meta) for user, seq in clicks.items() for article, ts in seq
         if (meta := catalog.get(article)) is not None)
     memberships: dict[str, dict[str, list[str]]] = {}
-    users = list(clicks)
+    users, updater = list(clicks), UserStateUpdater(online, pipeline.state)
     for start in range(0, len(users), 1_000):
-        memberships.update(pipeline.users.refresh_users(users[start:start + 1_000]))
+        memberships.update(updater.refresh_users(users[start:start + 1_000]))
     counts["users"] = len(users)
 
     since = now_ts - CF_HALF_LIVES * settings.cluster_cf_half_life_hours * 3600

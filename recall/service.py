@@ -110,8 +110,13 @@ class UnknownRouteError(ValueError):
 class RecallService:
     def __init__(self, online: OnlineStore, state: ServingState,
                  configs: dict[str, RouteConfig] | None = None,
-                 merger: WeightedRankMerger | None = None, enforce_budgets: bool = True):
+                 merger: WeightedRankMerger | None = None, enforce_budgets: bool = True,
+                 background: OnlineStore | None = None):
         self.online = online
+        # Background reads (the live snapshot, the rebuild of an emptied Redis) move more data
+        # than a request: on a client of their own, with a job's timeouts, they never trip the
+        # request client's circuit breaker.
+        self.background = background or online
         self.settings = state.settings
         self.reweighter = Reweighter.from_settings(state.settings)
         self.merger = merger or WeightedRankMerger(agreement=state.settings.merger_agreement)
@@ -119,7 +124,7 @@ class RecallService:
         self.enforce_budgets = enforce_budgets
         self._refresh_every: float | None = None  # set by start(): a background live refresher
         self._pipeline = self._build(state, {**default_configs(), **(configs or {})},
-                                     LiveState(online, state.catalog))
+                                     LiveState(self.background, state.catalog))
 
     # ---- swapping in a new build or new configs (one assignment) -----------------------------
     def _build(self, state: ServingState, configs: dict[str, RouteConfig], live: LiveState) -> Pipeline:
@@ -150,7 +155,7 @@ class RecallService:
 
     def set_state(self, state: ServingState) -> None:
         old = self._pipeline
-        live = LiveState(self.online, state.catalog, old.live.windows)
+        live = LiveState(self.background, state.catalog, old.live.windows)
         if self._refresh_every is not None:
             live.start(self._refresh_every, time.time)  # first snapshot read before the swap
         self._pipeline = self._build(state, old.configs, live)
