@@ -198,8 +198,7 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     online.replace_fresh(fresh)
     online.r.delete(online.k("hidden"))  # hidden flags now live in the build's catalog
 
-    horizon = max(settings.seen_ttl_seconds, settings.hot_window_hours * 3600 * 2)
-    since = cutoff - timedelta(seconds=horizon)
+    since = cutoff - timedelta(seconds=settings.replay_horizon_seconds)
     first, last = online.bucket(to_unix(since)), online.bucket(cutoff_ts)
     staged, replayed = stage_hot_replay(online, sessions, since, cutoff, run_id or uuid.uuid4().hex)
     swapped = swap_hot_buckets(online, staged, first, last)

@@ -22,17 +22,17 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from jobs.runs import JobRecorder
-from recall import clustering, sqlstore
+from recall import clustering
 from recall.catalog import ItemCatalog
-from recall.clusterstore import CF_HALF_LIVES, ClusterProfile, ClusterStore, SchemeSummary
-from recall.domain import HISTORY_SOURCE, tag_token, to_unix
+from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
+from recall.domain import tag_token, to_unix
 from recall.index import VectorIndex, normalise
 from recall.online import OnlineStore
 from recall.rebuild import mark_whole
@@ -330,12 +330,7 @@ def publish_users(online: OnlineStore, build: UserBuild, sessions, cutoff: datet
             memberships.setdefault(user, {})[scheme.summary.name] = labels
         counts[f"clusters:{scheme.summary.name}"] = len(scheme.profiles)
     store.clear_cf()
-    since = cutoff - timedelta(hours=CF_HALF_LIVES * settings.cluster_cf_half_life_hours)
-    with sessions() as session:
-        clicks = [(to_unix(e.ts), e.article_id, memberships.get(e.user_id, {}))
-                  for e in sqlstore.iter_events(session, after=since, before=cutoff)
-                  if e.kind == "click" and e.source != HISTORY_SOURCE]
-    counts["cf_clicks"] = store.add_clicks(clicks, to_unix(cutoff), settings.cluster_cf_half_life_hours,
-                                           settings.cluster_cf_cap)
+    counts["cf_clicks"] = store.replay_clicks(sessions, memberships, cutoff, to_unix(cutoff),
+                                              settings.cluster_cf_half_life_hours, settings.cluster_cf_cap)
     mark_whole(online, "nightly")  # serving processes know Redis holds the whole online state
     return counts

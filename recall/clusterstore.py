@@ -23,11 +23,14 @@ against its new cutoff, which keeps the exponents small.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import redis
 
+from recall import sqlstore
+from recall.domain import HISTORY_SOURCE, to_unix
 from recall.online import OnlineStore, parse_memberships
 
 CF_HALF_LIVES = 4  # a rebuilt CF list replays this many half-lives of clicks
@@ -136,6 +139,17 @@ class ClusterStore:
             pipe.zremrangebyrank(key, 0, -cap - 1)
         pipe.execute()
         return n
+
+    def replay_clicks(self, sessions, memberships: Mapping[str, Mapping[str, Sequence[str]]],
+                      until: datetime, ref: float, half_life_hours: float, cap: int) -> int:
+        """Refill the CF lists from SQL: the live clicks of the last ``CF_HALF_LIVES`` half-lives
+        before ``until`` (history clicks excluded, as online), by the clickers' clusters."""
+        since = until - timedelta(hours=CF_HALF_LIVES * half_life_hours)
+        with sessions() as session:
+            clicks = [(to_unix(e.ts), e.article_id, memberships.get(e.user_id, {}))
+                      for e in sqlstore.iter_events(session, after=since, before=until)
+                      if e.kind == "click" and e.source != HISTORY_SOURCE]
+        return self.add_clicks(clicks, ref, half_life_hours, cap) if clicks else 0
 
     # ---- the request path reads ----------------------------------------------------------
     def lists(self, list_kind: str, clusters: Sequence[tuple[str, str]], n: int

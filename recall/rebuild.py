@@ -12,7 +12,7 @@ rebuilds, under a Redis lock so one process does it, from SQL and the serving bu
 4. profiles, from every click (the same Lua script as online);
 5. user vectors and memberships, recomputed as a click does (``UserStateUpdater``); DSSM user
    vectors come from the nightly only and wait for it;
-6. the clusters' CF lists, from the last ``CF_HALF_LIVES`` half-lives of live clicks.
+6. the clusters' CF lists, from the last ``CF_HALF_LIVES`` half-lives of live clicks
 
 Meanwhile requests are served degraded (``fetch_context`` says so while the marker is missing).
 """
@@ -29,8 +29,8 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from recall import sqlstore
-from recall.clusterstore import CF_HALF_LIVES, ClusterStore
-from recall.domain import HISTORY_SOURCE, to_unix
+from recall.clusterstore import ClusterStore
+from recall.domain import to_unix
 from recall.online import WHOLE_MARKER, OnlineStore
 from recall.userstate import UserStateUpdater
 
@@ -92,11 +92,11 @@ def rebuild(service, sessions: sessionmaker[Session], now: datetime | None = Non
     pipeline.live.publish(fresh)
     counts["fresh"] = len(fresh)
 
-    horizon = max(settings.seen_ttl_seconds, settings.hot_window_hours * 3600 * 2)
     replayed = 0
     with sessions() as session:
         batch = []
-        for event in sqlstore.iter_events(session, after=now - timedelta(seconds=horizon), before=now):
+        for event in sqlstore.iter_events(session, after=now - timedelta(seconds=settings.replay_horizon_seconds),
+                                          before=now):
             batch.append(event)
             if len(batch) >= BATCH:
                 replayed += online.record_events(batch)
@@ -114,13 +114,7 @@ def rebuild(service, sessions: sessionmaker[Session], now: datetime | None = Non
         memberships.update(updater.refresh_users(users[start:start + 1_000]))
     counts["users"] = len(users)
 
-    since = now_ts - CF_HALF_LIVES * settings.cluster_cf_half_life_hours * 3600
-    with sessions() as session:
-        recent = [(to_unix(e.ts), e.article_id, memberships.get(e.user_id, {}))
-                  for e in sqlstore.iter_events(session, after=datetime.fromtimestamp(since, UTC).replace(tzinfo=None),
-                                                before=now)
-                  if e.kind == "click" and e.source != HISTORY_SOURCE]
-    counts["cf_clicks"] = ClusterStore(online).add_clicks(recent, pipeline.state.cutoff_ts,
-                                                          settings.cluster_cf_half_life_hours,
-                                                          settings.cluster_cf_cap) if recent else 0
+    counts["cf_clicks"] = ClusterStore(online).replay_clicks(
+        sessions, memberships, now, pipeline.state.cutoff_ts, settings.cluster_cf_half_life_hours,
+        settings.cluster_cf_cap)
     return counts

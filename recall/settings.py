@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.var_dir / 'recall.db').resolve()}"
 
     @property
+    def replay_horizon_seconds(self) -> float:
+        """How far back events are replayed into Redis (nightly, rebuild): the seen window, or
+        two hot windows (scorer and route) if longer."""
+        return max(self.seen_ttl_seconds, self.hot_window_hours * 3600 * 2)
+
+    @property
     def builds_dir(self) -> Path:
         return self.var_dir / "builds"
 

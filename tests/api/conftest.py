@@ -95,7 +95,8 @@ def world_of_its_own(tmp: Path, *, articles: int, users: int, days: int, **setti
         database_url=f"sqlite:///{tmp / 'recall.db'}",
         redis_url=settings.pop("redis_url", REDIS_URL),
         redis_prefix=f"t{uuid.uuid4().hex[:10]}:",
-        build_encoders="tag2vec",  # the API is the same for every vector route; one keeps it fast
+        # The API is the same for every vector route; one keeps it fast (unless a test needs more).
+        build_encoders=settings.pop("build_encoders", "tag2vec"),
         admin_cookie_https_only=False,  # TestClient speaks plain http
         **settings,
     )

@@ -35,13 +35,12 @@ from encoders.tag2vec import top_tags
 from jobs.ingest.jsonl import ingest_jsonl_articles
 from jobs.nightly import run_nightly
 from recall import sqlstore
-from recall.db import make_engine, upgrade
 from recall.domain import ArticleRecord
 from recall.models import Article
 from recall.online import OnlineStore
 from recall.serving import ServingState
 from recall.settings import Settings
-from tests.api.conftest import REDIS_URL, BuiltWorld, build_world, key_headers, unused_redis_url, world_of_its_own
+from tests.api.conftest import REDIS_URL, BuiltWorld, key_headers, unused_redis_url, world_of_its_own
 
 
 @pytest.fixture(scope="module")
@@ -318,22 +317,10 @@ def media_world(tmp_path_factory) -> Iterator[BuiltWorld]:
     rng = np.random.default_rng(3)
     entities.write_text("".join("\t".join([entity, *(f"{x:.5f}" for x in rng.normal(size=100))]) + "\n"
                                 for entity in ENTITY_IDS))
-    settings = Settings(
-        _env_file=None, var_dir=tmp / "var", database_url=f"sqlite:///{tmp / 'recall.db'}", redis_url=REDIS_URL,
-        redis_prefix=f"t{uuid.uuid4().hex[:10]}:", build_encoders="tag2vec,img2vec,entity2vec",
-        image_backend="transformers", image_model_path=str(build_random_resnet(tmp / "resnet")),
-        entity_embeddings_path=str(entities), image_fetch_allow="127.0.0.1")
-    engine = make_engine(settings.sqlalchemy_url)
-    upgrade(engine)
-    client = redis.Redis.from_url(REDIS_URL)
-    online = OnlineStore(client, settings)
-    world, build = build_world(settings, engine, online, articles=150, users=30, days=2)
-    try:
-        yield BuiltWorld(settings, engine, world, build)
-    finally:
-        online.flush_namespace()
-        client.close()
-        engine.dispose()
+    with world_of_its_own(tmp, articles=150, users=30, days=2, build_encoders="tag2vec,img2vec,entity2vec",
+                          image_backend="transformers", image_model_path=str(build_random_resnet(tmp / "resnet")),
+                          entity_embeddings_path=str(entities), image_fetch_allow="127.0.0.1") as world:
+        yield world
 
 
 @pytest.fixture(scope="module")
