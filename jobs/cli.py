@@ -80,7 +80,13 @@ def nightly() -> None:
 
 @app.command("eval")
 def eval_command(
-    split_time: Annotated[datetime, typer.Option(help="build on events before this time (UTC)")],
+    split_time: Annotated[datetime, typer.Option(help="build on events before this time (UTC); report the impressions after it")],
+    tune_from: Annotated[datetime | None, typer.Option(
+        help="fit route weights, quotas and the merger's agreement on the impressions in [TUNE_FROM, SPLIT_TIME) "
+             "over a build made before TUNE_FROM, then report the test window with them")] = None,
+    write_configs: Annotated[bool, typer.Option(
+        help="store the fitted route configs (changed by \"tuner\") in the configured database; without it they "
+             "go to the scratch database of a files/synthetic eval and nowhere for an eval of the configured one")] = False,
     k: Annotated[str, typer.Option(help="comma-separated cut-offs")] = "50,100,200,500",
     behaviors: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
                                                    help="MIND behaviors.tsv (evaluated in a scratch database)")] = None,
@@ -93,7 +99,8 @@ def eval_command(
                                              help="store the figures in the configured database's job_runs "
                                                   "(the admin jobs page shows them)")] = True,
 ) -> None:
-    """Online replay: build before the split, replay after it, report Recall@K per route."""
+    """Online replay: build before the split, replay after it, report Recall@K per route (optionally
+    after fitting the fusion on a validation window before the split)."""
     from jobs.evaluate import evaluate, record, write_json
     from jobs.ingest.mind import ingest_mind
     from jobs.ingest.synthetic import ingest_synthetic
@@ -116,15 +123,25 @@ def eval_command(
     if synthetic:
         articles, users, days = (int(x) for x in synthetic.split(","))
         console.print(ingest_synthetic(engine, generate(articles, users, days, base.seed), console).table())
+    scratch_data = bool(behaviors or news or synthetic)
+    configs_engine = make_engine(base.sqlalchemy_url) if write_configs else (engine if scratch_data else None)
+    if write_configs:
+        upgrade(configs_engine)
     online = OnlineStore(connect_redis(settings), settings)  # embedded: a scratch server too
     try:
-        report = evaluate(settings, engine, online, split_time, ks, console)
+        report = evaluate(settings, engine, online, split_time, ks, console, tune_from=tune_from,
+                          configs_engine=configs_engine)
     finally:
         online.flush_namespace()
         close_redis(online.r)  # before its folder goes: the scratch server stops here
         engine.dispose()
+        if configs_engine is not None:
+            configs_engine.dispose()
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
+    if report.validation is not None:
+        console.print(report.validation.table())
+        console.print(f"fitted (agreement {report.tuning['agreement']}): {report.tuning['changed']}")
     console.print(report.table())
     if record_run:
         target = make_engine(base.sqlalchemy_url)
@@ -189,3 +206,7 @@ def demo(
     # The embedded demo is local: read-only recall needs no API key here, and the admin pages are
     # served over plain http on HOST, so the session cookie cannot be HTTPS-only.
     run_server(host, port, 1, settings.model_copy(update={"open_recall": True, "admin_cookie_https_only": False}))
+
+
+if __name__ == "__main__":  # python -m jobs.cli: the same as the recall command
+    app()

@@ -56,18 +56,24 @@ class Filtered:
     reasons: list[str]
 
 
-def apply_filters(per_route: dict[str, Candidates], filters: list[Filter]) -> Filtered:
-    """Judge every route's candidates at once; each dropped one gets the first filter that
-    drops it."""
-    names = list(per_route)
-    sizes = [len(per_route[name]) for name in names]
-    rows = np.concatenate([per_route[name].rows for name in names]) if names else np.zeros(0, np.int32)
+def judge(rows: np.ndarray, filters: list[Filter]) -> np.ndarray:
+    """Each row's first filter that drops it (its index in ``filters``), -1 where none does."""
     reason = np.full(len(rows), -1, np.int8)
     for code, f in enumerate(filters):
         undecided = np.flatnonzero(reason < 0)
         if not len(undecided):
             break
         reason[undecided[f.drops(rows[undecided])]] = code
+    return reason
+
+
+def apply_filters(per_route: dict[str, Candidates], filters: list[Filter]) -> Filtered:
+    """Judge every route's candidates at once; each dropped one gets the first filter that
+    drops it."""
+    names = list(per_route)
+    sizes = [len(per_route[name]) for name in names]
+    rows = np.concatenate([per_route[name].rows for name in names]) if names else np.zeros(0, np.int32)
+    reason = judge(rows, filters)
     counts = np.bincount(reason[reason >= 0], minlength=len(filters))
     dropped = Counter({f.reason: int(c) for f, c in zip(filters, counts) if c})
     kept, removed = {}, {}

@@ -44,7 +44,7 @@ class WindowCounts:
     impressions: np.ndarray
     # The catalog's publish times when counted: equally clicked articles rank newest first.
     published: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
-    _order: np.ndarray | None = None
+    _orders: dict[bool, np.ndarray] = field(default_factory=dict)  # by clicks (True) or impressions
     _totals: tuple[float, float] | None = None  # (mean CTR, log1p(max clicks)), computed once
 
     @classmethod
@@ -79,16 +79,17 @@ class WindowCounts:
     def max_log_clicks(self) -> float:
         return self._computed_totals()[1]
 
-    def order(self) -> np.ndarray:
-        """Rows with clicks, most clicked first; equal counts (common: counts are small
-        integers), the newest article first."""
-        order = self._order
+    def order(self, clicks: bool = True) -> np.ndarray:
+        """Rows with clicks (or, ``clicks=False``, with impressions), most counted first; equal
+        counts (common: counts are small integers), the newest article first."""
+        order = self._orders.get(clicks)
         if order is None:
-            clicked = np.flatnonzero(self.clicks > 0)
-            published = np.full(len(clicked), -np.inf)
-            known = clicked < len(self.published)
-            published[known] = self.published[clicked[known]]
-            order = self._order = clicked[np.lexsort((-published, -self.clicks[clicked]))].astype(np.int32)
+            column = self.clicks if clicks else self.impressions
+            counted = np.flatnonzero(column > 0)
+            published = np.full(len(counted), -np.inf)
+            known = counted < len(self.published)
+            published[known] = self.published[counted[known]]
+            order = self._orders[clicks] = counted[np.lexsort((-published, -column[counted]))].astype(np.int32)
         return order
 
     def add(self, rows: np.ndarray, clicks: bool) -> None:
@@ -100,8 +101,7 @@ class WindowCounts:
             column = self.clicks if clicks else self.impressions
         np.add.at(column, rows, 1.0)
         self._totals = None
-        if clicks:
-            self._order = None
+        self._orders.pop(clicks, None)
 
 
 @dataclass(slots=True)

@@ -35,6 +35,23 @@ class WeightedRankMerger:
     rrf_k: float = 60.0
     agreement: float = 0.25
 
+    def fuse(self, lists: Sequence[np.ndarray], weights: Sequence[float]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fused scores of ranked lists of catalog rows (each already cut to its quota): the
+        distinct rows, their fused scores, and each list entry's index into them. The replay's
+        tuner calls this directly on dumped lists."""
+        sizes = [len(rows) for rows in lists]
+        if not sum(sizes):
+            return np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64)
+        rows = np.concatenate(lists)
+        contribution = np.concatenate([
+            weight / (self.rrf_k + np.arange(1, size + 1, dtype=np.float64)) for weight, size in zip(weights, sizes)])
+        items, inverse = np.unique(rows, return_inverse=True)
+        total = np.bincount(inverse, weights=contribution)
+        best = np.zeros(len(items))
+        np.maximum.at(best, inverse, contribution)
+        return items, best + self.agreement * (total - best), inverse
+
     def merge(self, per_route: dict[str, Candidates], configs: dict[str, RouteConfig], n: int,
               ids: Sequence[str]) -> tuple[list[FusedCandidate], Counter]:
         """Top ``n`` fused candidates (``ids`` names catalog rows), and counts of candidates
@@ -46,18 +63,12 @@ class WeightedRankMerger:
             dropped["quota"] = sum(len(per_route[r]) for r in names) - sum(cut)
         if not sum(cut):
             return [], dropped
-        rows = np.concatenate([per_route[r].rows[:c] for r, c in zip(names, cut)])
-        contribution = np.concatenate([
-            configs[r].weight / (self.rrf_k + np.arange(1, c + 1, dtype=np.float64)) for r, c in zip(names, cut)])
+        items, fused, inverse = self.fuse([per_route[r].rows[:c] for r, c in zip(names, cut)],
+                                          [configs[r].weight for r in names])
+        if len(inverse) > len(items):
+            dropped["duplicate"] = len(inverse) - len(items)
         route_of = np.repeat(np.arange(len(names)), cut)
         position = np.concatenate([np.arange(c) for c in cut])
-        items, inverse = np.unique(rows, return_inverse=True)
-        if len(rows) > len(items):
-            dropped["duplicate"] = len(rows) - len(items)
-        total = np.bincount(inverse, weights=contribution)
-        best = np.zeros(len(items))
-        np.maximum.at(best, inverse, contribution)
-        fused = best + self.agreement * (total - best)
         chosen = top_n(fused, n)
         if 0 < len(chosen) < len(items):
             # Items tied with the last one kept compete by id, as inside the list: which of

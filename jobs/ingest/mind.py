@@ -15,6 +15,7 @@ Either file may be loaded alone and in either order; the end state is the same.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from jobs.ingest.common import (
+    MAX_ID_LENGTH,
     BadRow,
     IngestReport,
     IngestRun,
@@ -40,6 +42,7 @@ TITLE_ENTITY_WEIGHT = 1.0
 ABSTRACT_ENTITY_WEIGHT = 0.5
 SUBCATEGORY_WEIGHT = 0.8
 CLICK_DELAY = timedelta(seconds=1)
+IMPRESSION_DIGEST_BYTES = 5
 
 
 def ingest_mind(engine: Engine, news_path: Path | None = None, behaviors_path: Path | None = None,
@@ -128,8 +131,13 @@ def parse_behavior_line(line: str) -> BehaviorRow:
     impression_id, user_id, time_text, history, impressions = (c.strip() for c in columns)
     if not impression_id or not user_id:
         raise BadRow("missing impression_id or user_id")
-    checked_length(impression_id, "impression_id")
+    # MIND numbers impressions per file: train and dev both start at 1. An impression is named by
+    # its number and a digest of its user and time, so two files loaded together never merge two
+    # impressions (nor drop one's events as repeats), while loading one file twice still does.
+    checked_length(impression_id, "impression_id", MAX_ID_LENGTH - 2 * IMPRESSION_DIGEST_BYTES - 1)
     checked_length(user_id, "user_id")
+    digest = hashlib.blake2b(f"{user_id}\t{time_text}".encode(), digest_size=IMPRESSION_DIGEST_BYTES).hexdigest()
+    impression_id = f"{impression_id}:{digest}"
     try:
         ts = datetime.strptime(time_text, TIME_FORMAT)
     except ValueError as error:

@@ -60,6 +60,9 @@ ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     RouteSpec("hot", "fallback", HotRoute.factory,
               RouteConfig("hot", True, 2.0, 300, {"window_hours": 6.0, "ctr_power": 0.0}),
               description="most clicked articles over a recent window"),
+    RouteSpec("shown", "fallback", HotRoute.factory,
+              RouteConfig("shown", True, 1.0, 200, {"window_hours": 1.0, "count": "impressions"}),
+              description="most shown articles over the last hour (impressions: what the platform shows now)"),
     RouteSpec("fresh", "fallback", FreshRoute.factory, RouteConfig("fresh", True, 0.3, 100, {}),
               description="the newest active articles"),
 ]}

@@ -179,11 +179,13 @@ def test_small_files_times_and_id_only_articles(engine, small_files):
     with make_sessionmaker(engine)() as session:
         articles = {a.id: a for a in session.scalars(select(Article))}
         history = as_dict(session, select(Event.article_id, Event.ts).where(Event.event_key.like("mind:h:%")))
-        clicks = as_dict(session, select(Event.event_key, Event.ts).where(Event.event_key.like("mind:c:%")))
+        clicks = dict(session.execute(select(Event.impression_id, Event.ts).where(Event.kind == "click",
+                                                                               Event.impression_id.is_not(None))).all())
         users = as_dict(session, select(User.id, User.first_seen_at))
     assert history == {"N2": u1_first - timedelta(seconds=2), "N7": u1_first - timedelta(seconds=1)}
-    assert clicks == {"mind:c:1:N1": datetime(2019, 11, 12, 14, 14, 47),
-                      "mind:c:2:N2": datetime(2019, 11, 11, 9, 0, 1)}
+    # Impressions keep MIND's number, tagged with a digest of their user and time.
+    assert sorted(clicks.values()) == [datetime(2019, 11, 11, 9, 0, 1), datetime(2019, 11, 12, 14, 14, 47)]
+    assert sorted(i.split(":")[0] for i in clicks) == ["1", "2"]
     assert users == {"U1": u1_first - timedelta(seconds=2), "U2": datetime(2019, 11, 11, 9, 0, 0)}
     assert {a for a, row in articles.items() if row.id_only} == {"N3", "N4", "N7"}
     assert articles["N1"].published_at == datetime(2019, 11, 11, 9, 0, 0)
@@ -191,6 +193,27 @@ def test_small_files_times_and_id_only_articles(engine, small_files):
     assert articles["N9"].published_at is None
     # Title 1.0 + abstract 0.5 x 0.9 for the Cowboys, then the subcategory, then the Giants.
     assert articles["N1"].tags == [["Dallas Cowboys", 1.45], ["football_nfl", 0.8], ["New York Giants", 0.5]]
+
+
+def test_train_and_dev_files_with_colliding_impression_numbers_stay_apart(engine, tmp_path):
+    """MIND numbers impressions per file from 1: loading train and dev together must neither
+    merge impression 1 of each nor drop the second one's events as repeats."""
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("1\tU1\t11/11/2019 8:00:00 AM\t\tN1-1 N2-0\n")
+    dev.write_text("1\tU2\t11/15/2019 9:00:00 AM\t\tN1-0 N3-1\n")
+    ingest_mind(engine, None, train, QUIET)
+    ingest_mind(engine, None, dev, QUIET)
+    ingest_mind(engine, None, dev, QUIET)  # a file loaded twice is still stored once
+    with make_sessionmaker(engine)() as session:
+        rows = session.execute(select(Event.impression_id, Event.user_id, Event.kind, Event.article_id)
+                               .where(Event.impression_id.is_not(None))).all()
+    by_impression: dict[str, set] = {}
+    for impression, user, kind, article in rows:
+        by_impression.setdefault(impression, set()).add((user, kind, article))
+    assert len(rows) == 6 and len(by_impression) == 2
+    assert sorted(by_impression.values(), key=sorted) == sorted([
+        {("U1", "impression", "N1"), ("U1", "impression", "N2"), ("U1", "click", "N1")},
+        {("U2", "impression", "N1"), ("U2", "impression", "N3"), ("U2", "click", "N3")}], key=sorted)
 
 
 def test_news_before_or_after_behaviours_ends_in_the_same_state(engine, small_files):

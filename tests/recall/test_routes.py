@@ -47,7 +47,7 @@ NOW = to_unix(CUTOFF)
 # What this build serves: every route over the tag2vec index, the user models and the live
 # snapshot. user_lstm is built but has no vectors (no LSTM in the build): it answers nothing.
 SERVED = {"tag2vec", "user2vec", "user_lstm", "crosstag", "cluster_cf", "cluster_centre", "group_profile",
-          "hot", "fresh"}
+          "hot", "shown", "fresh"}
 
 
 @dataclass
@@ -110,7 +110,10 @@ def build(tmp_path_factory) -> Build:
     state = ServingState.in_memory(settings, catalog, {"tag2vec": index}, users, version="synthetic")
     client = redis.Redis.from_url(REDIS_URL)
     online = OnlineStore(client, settings)
-    service = RecallService(online, state)
+    # The world's last hour may show nothing: "shown" counts the same 6 hours as hot here.
+    shown = ROUTES["shown"].default
+    service = RecallService(online, state, {"shown": RouteConfig(
+        "shown", shown.enabled, shown.weight, shown.quota, {**shown.params, "window_hours": 6.0})})
 
     # Redis as the nightly job leaves it at the cutoff...
     mark_whole(online, "tests")
@@ -295,6 +298,27 @@ def test_hot_with_ctr_power_prefers_the_better_clicked_of_equally_clicked(online
     assert by_clicks.scores.tolist() == [5.0, 5.0]
     assert [catalog.ids[r] for r in by_ctr.rows] == ["seen_little", "seen_a_lot"]
     assert by_ctr.raw.tolist() == [5.0, 5.0]  # the click count stays on each candidate
+
+
+def test_shown_ranks_by_impressions_in_its_window_newest_first_on_ties(online):
+    t0 = datetime(2026, 11, 10, 12)
+    now = to_unix(t0)
+    shown = [("everywhere", 6, 0.5), ("clicked", 1, 0.5), ("old_tie", 3, 0.5), ("new_tie", 3, 0.5), ("stale", 9, 3)]
+    events = [click(item, t0 - timedelta(hours=hours), f"v{n}", "impression")
+              for item, count, hours in shown for n in range(count)]
+    events += [click("clicked", t0 - timedelta(hours=0.5), f"u{n}") for n in range(5)]
+    online.record_events(events)
+    catalog = ItemCatalog()
+    for item, published in [("old_tie", now - 7200), ("new_tie", now - 3600)]:
+        catalog.put(item, ItemMeta(published=published))
+    ctx = RequestContext(user_id="x", now=now, live=LiveState(online, catalog, [1]).get(now))
+    route = HotRoute("shown", window_hours=1, count="impressions")
+    found = route.retrieve(ctx, 10)
+    assert [catalog.ids[r] for r in found.rows] == ["everywhere", "new_tie", "old_tie", "clicked"]
+    assert found.scores.tolist() == [6.0, 3.0, 3.0, 1.0]
+    assert found.to_list("shown", catalog.ids)[0].seed == "impressions_1h"
+    with pytest.raises(ValueError, match="count must be one of"):
+        HotRoute("shown", count="views")
 
 
 def test_fresh_lists_the_newest_live_articles_first_on_the_build(build):

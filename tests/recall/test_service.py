@@ -97,7 +97,7 @@ def test_all_enabled_routes_merge_with_every_route_filtered(service):
     result = service.recall("reader", 50, now=NOW)
     # Every route the hand-made build can serve: the fallbacks, tag2vec (the only index) and the
     # user-vector routes searching it; no user models, so no crosstag and no cluster routes.
-    servable = {"tag2vec", "user2vec", "user_lstm", "hot", "fresh"}
+    servable = {"tag2vec", "user2vec", "user_lstm", "hot", "shown", "fresh"}
     assert set(result.routes) == set(service.routes) == servable
     assert all(run.error is None for run in result.routes.values())
     # The fresh route lists every published article; filters still apply to it.
