@@ -301,8 +301,7 @@ def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock,
                 raise BuildStore.Invalid(f"build {version} does not match its manifest or does not load; "
                                          f"not published (kept as {rejected.name}): " + "; ".join(problems))
             # The build's own keys, complete before ACTIVE names it: publishing is the flip alone.
-            m.update(publish_users(online, users, staged, sessions, cutoff, utcnow() if live else cutoff,
-                                   manifest["built_at"]))
+            m.update(publish_users(online, users, staged, sessions, cutoff, manifest["built_at"], catch_up=live))
             if not lock.still_held():
                 raise LockLost(f"build {version} not published: this run no longer holds the nightly lock")
             store.publish(staging)

@@ -37,7 +37,7 @@ from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
 from recall.domain import tag_token
 from recall.index import VectorIndex, normalise
 from recall.online import OnlineStore
-from recall.rebuild import derive_user_keys
+from recall.rebuild import derive_user_keys, utc_now
 from recall.profiles import UserProfile, merge_profiles
 from recall.serving import ServingState
 from recall.settings import Settings
@@ -316,13 +316,14 @@ def finish_scheme(settings: Settings, model: clustering.ClusterModel, members: d
 
 
 def publish_users(online: OnlineStore, build: UserBuild, staged: ServingState, sessions, cutoff: datetime,
-                  until: datetime, refreshed_at: str) -> dict[str, int]:
+                  refreshed_at: str, catch_up: bool) -> dict[str, int]:
     """Before the build is published: its own keys (``b:{version}:``). The nightly's user
-    vectors and cluster state; then the users who clicked between the cutoff and ``until``
-    (while the build was made) recomputed with the staged build as a click would, and the CF
-    lists replayed from the live clicks of the last few half-lives up to ``until`` (history
-    clicks excluded, as online); the version is marked complete last, so it is whole before
-    ``ACTIVE`` names it."""
+    vectors and cluster state; then, with ``catch_up``, the users who clicked since the cutoff
+    (while the build was made) recomputed with the staged build as a click would; the CF lists
+    replayed from the live clicks of the last few half-lives up to now (``catch_up``) or the
+    cutoff (history clicks excluded, as online). The version is marked complete last, so it is
+    whole before ``ACTIVE`` names it; from then on clicks served by other builds reach its CF
+    lists too (``UserStateUpdater``), and only those of the seconds of the replay are missed."""
     version = staged.version
     buildkeys.register(online, version, staged.cutoff_ts)
     counts = {}
@@ -336,8 +337,9 @@ def publish_users(online: OnlineStore, build: UserBuild, staged: ServingState, s
         for user, labels in scheme.memberships.items():
             memberships.setdefault(user, {})[scheme.summary.name] = labels
         counts[f"clusters:{scheme.summary.name}"] = len(scheme.profiles)
+    until = utc_now() if catch_up else cutoff
     with sessions() as session:
-        late = sqlstore.clickers(session, after=cutoff, before=until) if until > cutoff else []
+        late = sqlstore.clickers(session, after=cutoff, before=until) if catch_up else []
     counts.update(derive_user_keys(online, staged, sessions, late, memberships, until))
     buildkeys.mark_complete(online, version, "nightly")
     return counts

@@ -14,10 +14,10 @@ but never the CF lists, for the same reason they never count as hot.
 Vectors, memberships and CF lists are the serving build's keys (``b:{version}:``). A click also
 reaches the CF lists of every other build version with complete keys in Redis (the previous
 builds a rollback or a fallback would serve, and a new build published while this process still
-serves the old one), by the memberships that version holds for the clicker: cheap, and what
-makes a flip lose no click of the minutes around it. Their vectors and memberships stay as they
-were: only a process holding that build can compute them, and a stale vector of the right space
-is still a vector of the right space.
+serves the old one), by the memberships that version holds for the clicker: cheap, and so the
+clicks of the seconds when two builds are served at once reach both. Their vectors and
+memberships stay as they were: only a process holding that build can compute them, and a stale
+vector of the right space is still a vector of the right space.
 """
 
 from __future__ import annotations
