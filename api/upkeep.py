@@ -2,8 +2,9 @@
 
 Every ``outbox_interval_seconds`` (in a worker thread, never on a request): if Redis came back
 empty (its marker key is gone: restarted without persistence), one process rebuilds the online
-state from SQL (``recall.rebuild``) while every process serves degraded; then pending events of
-the outbox are applied (``recall.outbox``). A failing tick logs and tries again.
+state from SQL (``recall.rebuild``) while every process serves degraded, and so it does for the
+keys of the build it serves when those alone are missing; then pending events of the outbox are
+applied (``recall.outbox``). A failing tick logs and tries again.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The nightly rebuild: read SQL, train encoders, embed articles, build one index per route,
-write the catalog, build user vectors and clusters (``jobs/users.py``), verify and publish the
-build atomically, then refresh Redis from SQL.
+write the catalog, build user vectors and clusters (``jobs/users.py``), verify the build, write
+its own Redis keys, publish it atomically, then refresh Redis from SQL.
 
 One run at a time: a run holds the nightly lock (``jobs.runs.RunLock``: a PostgreSQL advisory
 lock, or a lock file in the var dir with SQLite) from its first step to its last, and a second
@@ -13,9 +13,15 @@ Every step is recorded in ``job_runs``. Until ``publish`` nothing the API reads 
 a run that fails removes its own staging directory, a killed one leaves it to the next run, and
 the previous build keeps serving. ``publish`` first checks the staged build against its manifest
 (``BuildStore.verify``) and that it loads as a serving process would load it; a build that fails
-is set aside as ``.rejected-{version}`` and the run fails. The Redis refresh is idempotent (sets,
-never increments) and a kill cannot leave it half done where it matters: hot counters are
-recounted under staging keys and swapped over the live ones in one MULTI/EXEC.
+is set aside as ``.rejected-{version}`` and the run fails.
+
+What the build derives in Redis (user vectors, memberships, cluster profiles and lists) lives
+under its version (``recall/buildkeys.py``) and is written, complete, before ``ACTIVE`` flips:
+publishing is that one flip, and no worker ever reads a vector of another build's space. A run
+that fails after writing them drops them; the keys of a build go when its folder is pruned, so
+every build a fallback or a rollback can reach keeps its keys. The rest of the Redis refresh is
+idempotent (sets, never increments) and a kill cannot leave it half done where it matters: hot
+counters are recounted under staging keys and swapped over the live ones in one MULTI/EXEC.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import faiss
 import numpy as np
+import redis
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -45,12 +52,13 @@ from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_
 from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
 from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
 from jobs.users import build_users, publish_users
-from recall import sqlstore
+from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.db import make_sessionmaker
 from recall.domain import ArticleRecord, to_unix
 from recall.index import BuildStore, VectorIndex
 from recall.online import OnlineStore
+from recall.rebuild import mark_whole
 from recall.routeconfig import load_route_configs
 from recall.routes import ROUTES, default_configs
 from recall.serving import ServingState
@@ -224,39 +232,43 @@ def previous_build(store: BuildStore) -> Path | None:
     return None
 
 
-def verify_staged(settings: Settings, store: BuildStore, staging: Path) -> list[str]:
+def verify_staged(settings: Settings, store: BuildStore, staging: Path) -> tuple[list[str], ServingState | None]:
     """What is wrong with a staged build: against its manifest, then loading it the way a
-    serving process will (catalog, indexes, user models, encoders warmed). Empty when fine."""
+    serving process will (catalog, indexes, user models, encoders warmed). Empty when fine, with
+    the loaded build (it computes the build's Redis keys of users who clicked meanwhile)."""
     problems = store.verify(staging)
     if problems:
-        return problems
+        return problems, None
     threads = faiss.omp_get_max_threads()  # loading sets the serving processes' one thread
     try:
-        ServingState.load(settings, staging, fallback=False)
+        return [], ServingState.load(settings, staging, fallback=False)
     except BuildStore.Invalid as exc:
-        return [str(exc)]
+        return [str(exc)], None
     finally:
         faiss.omp_set_num_threads(threads)
-    return []
 
 
 def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
                 cutoff: datetime | None = None, console: Console | None = None,
                 lock: RunLock | None = None) -> NightlyResult:
     """One full rebuild. ``cutoff`` (default: now) is the moment the build knows data up to.
+    A build of now also takes into its Redis keys the clicks that arrive while it runs (users
+    who clicked meanwhile, CF lists up to the moment it publishes); one of a given moment (the
+    evaluation's split) knows nothing after it, whatever SQL holds.
 
     The run holds the nightly lock throughout: ``lock`` when the caller already holds it (the
     CLI takes it before migrating the schema; its run id becomes the version), else it takes
     it here. Another run holding it raises ``RunLocked`` before anything is touched.
     """
+    live = cutoff is None
     cutoff = cutoff or utcnow()
     held = nullcontext(lock) if lock is not None else nightly_lock(settings, engine)
     with held as lock:
-        return _run(settings, engine, online, lock, cutoff, console)
+        return _run(settings, engine, online, lock, cutoff, live, console)
 
 
 def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock, cutoff: datetime,
-         console: Console | None) -> NightlyResult:
+         live: bool, console: Console | None) -> NightlyResult:
     sessions = make_sessionmaker(engine)
     store = BuildStore(settings.builds_dir)
     version = lock.run_id  # sorts by time: pruning relies on it
@@ -266,13 +278,15 @@ def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock,
     abandoned = mark_abandoned(sessions, "nightly", version)
     swept = store.sweep()
     swept_keys = sweep_staged_hot(online)
+    swept_builds = buildkeys.drop_unless(online, store.versions())  # keys of dead runs' builds
 
     with run.step("load") as m:
         corpus = load_corpus(sessions, cutoff)
         m.update(articles=len(corpus.articles), users=len(corpus.click_sequences),
                  clicks=sum(map(len, corpus.click_sequences.values())), cutoff=cutoff.isoformat())
-        if abandoned or swept or swept_keys:
-            m.update(abandoned_runs=abandoned, swept=swept, swept_hot_keys=swept_keys)
+        if abandoned or swept or swept_keys or swept_builds:
+            m.update(abandoned_runs=abandoned, swept=swept, swept_hot_keys=swept_keys,
+                     swept_build_keys=swept_builds)
         counts.update(articles=len(corpus.articles), users=len(corpus.click_sequences))
 
     staging = store.start(version)
@@ -280,23 +294,30 @@ def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock,
         manifest, users = _build(settings, sessions, online, store, run, corpus, cutoff, staging, counts, console)
         with run.step("publish") as m:
             (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-            problems = verify_staged(settings, store, staging)
+            problems, staged = verify_staged(settings, store, staging)
             if problems:
                 rejected = store.reject(staging, problems)
                 m.update(rejected=rejected.name, problems=problems)
                 raise BuildStore.Invalid(f"build {version} does not match its manifest or does not load; "
                                          f"not published (kept as {rejected.name}): " + "; ".join(problems))
+            # The build's own keys, complete before ACTIVE names it: publishing is the flip alone.
+            m.update(publish_users(online, users, staged, sessions, cutoff, manifest["built_at"], catch_up=live))
             if not lock.still_held():
                 raise LockLost(f"build {version} not published: this run no longer holds the nightly lock")
             store.publish(staging)
             m.update(version=version, verified=True)
     except BaseException:
         store.discard(staging)  # our own staging only (gone already when published or rejected)
+        if version not in store.versions():
+            with suppress(redis.RedisError):  # else the next run's sweep drops them
+                buildkeys.drop(online, version)
         raise
 
     with run.step("online") as m:
         m.update(refresh_online(online, sessions, corpus, cutoff, settings, run_id=version))
-        m.update(publish_users(online, users, sessions, cutoff, manifest["built_at"], settings))
+        mark_whole(online, "nightly")  # serving processes know Redis holds the whole online state
+        # Pruned builds' keys go with their folders; every build still on disk keeps its own.
+        m.update(dropped_build_keys=buildkeys.drop_unless(online, store.versions()))
     return NightlyResult(version, version, cutoff, counts)
 
 

@@ -12,8 +12,10 @@ Steps, each recorded in ``job_runs``:
   cluster profiles, group vectors and cluster-centre candidates.
 * ``clusters:rule``: dynamic rule clustering over the users' top topics.
 
-Nothing here touches what requests read until ``publish_users`` runs after the build is
-published (the profiles excepted: they are online state, rebuilt from the same SQL events).
+Nothing here touches what requests read (the profiles excepted: they are online state, in tag
+space whatever the build, rebuilt from the same SQL events). ``publish_users`` writes the new
+build's own keys (``b:{version}:``, ``recall/buildkeys.py``) before the build is published, and
+no serving process reads them until it loads that build.
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ import numpy as np
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from jobs.runs import JobRecorder
-from recall import clustering
+from recall import buildkeys, clustering, sqlstore
 from recall.catalog import ItemCatalog
 from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
-from recall.domain import tag_token, to_unix
+from recall.domain import tag_token
 from recall.index import VectorIndex, normalise
 from recall.online import OnlineStore
-from recall.rebuild import mark_whole
+from recall.rebuild import derive_user_keys, utc_now
 from recall.profiles import UserProfile, merge_profiles
+from recall.serving import ServingState
 from recall.settings import Settings
 from recall.uservectors import TAG_ROUTE, TagVectors, UserModels
 
@@ -312,25 +315,31 @@ def finish_scheme(settings: Settings, model: clustering.ClusterModel, members: d
     return SchemeBuild(summary, members, described, centre_lists)
 
 
-def publish_users(online: OnlineStore, build: UserBuild, sessions, cutoff: datetime, refreshed_at: str,
-                  settings: Settings) -> dict[str, int]:
-    """After the build is published: user vectors, cluster state, and the CF lists rebuilt from
-    the live clicks of the last few half-lives (history clicks excluded, as online)."""
+def publish_users(online: OnlineStore, build: UserBuild, staged: ServingState, sessions, cutoff: datetime,
+                  refreshed_at: str, catch_up: bool) -> dict[str, int]:
+    """Before the build is published: its own keys (``b:{version}:``). The nightly's user
+    vectors and cluster state; then, with ``catch_up``, the users who clicked since the cutoff
+    (while the build was made) recomputed with the staged build as a click would; the CF lists
+    replayed from the live clicks of the last few half-lives up to now (``catch_up``) or the
+    cutoff (history clicks excluded, as online). The version is marked complete last, so it is
+    whole before ``ACTIVE`` names it; from then on clicks served by other builds reach its CF
+    lists too (``UserStateUpdater``), and only those of the seconds of the replay are missed."""
+    version = staged.version
+    buildkeys.register(online, version, staged.cutoff_ts)
     counts = {}
     for kind, vectors in build.vectors.items():
-        counts[f"user_vectors:{kind}"] = online.set_user_vectors(kind, vectors.items())
-    store = ClusterStore(online)
-    dropped = store.retain({scheme.summary.name for scheme in build.schemes})
-    if dropped:
-        counts["schemes_dropped"] = len(dropped)
+        counts[f"user_vectors:{kind}"] = online.set_user_vectors(version, kind, vectors.items())
+    store = ClusterStore(online, version)
     memberships: dict[str, dict[str, list[str]]] = {}
     for scheme in build.schemes:
-        store.replace_scheme(replace(scheme.summary, refreshed_at=refreshed_at), scheme.memberships, scheme.profiles, scheme.centre_lists)
+        store.write_scheme(replace(scheme.summary, refreshed_at=refreshed_at), scheme.memberships, scheme.profiles,
+                           scheme.centre_lists)
         for user, labels in scheme.memberships.items():
             memberships.setdefault(user, {})[scheme.summary.name] = labels
         counts[f"clusters:{scheme.summary.name}"] = len(scheme.profiles)
-    store.clear_cf()
-    counts["cf_clicks"] = store.replay_clicks(sessions, memberships, cutoff, to_unix(cutoff),
-                                              settings.cluster_cf_half_life_hours, settings.cluster_cf_cap)
-    mark_whole(online, "nightly")  # serving processes know Redis holds the whole online state
+    until = utc_now() if catch_up else cutoff
+    with sessions() as session:
+        late = sqlstore.clickers(session, after=cutoff, before=until) if catch_up else []
+    counts.update(derive_user_keys(online, staged, sessions, late, memberships, until))
+    buildkeys.mark_complete(online, version, "nightly")
     return counts

@@ -1,6 +1,7 @@
 """Cluster state in Redis: memberships, profiles, in-cluster CF lists, cluster-centre candidates.
 
-Keys (under the online store's prefix):
+Keys (under the online store's prefix, then ``b:{version}:``: labels are those of one build's
+cluster models, so every key here is that build's; see ``recall/buildkeys.py``):
 
 ================================  ======  ==================================================
 key                               type    meaning
@@ -16,8 +17,8 @@ key                               type    meaning
 
 CF scores grow instead of decaying: a click at time t adds ``2 ** ((t - ref) / half_life)``,
 ``ref`` being the build's cutoff, so an increment never rewrites the list; reading divides by
-the same factor at "now", which gives decayed click counts. The nightly job rebuilds the lists
-against its new cutoff, which keeps the exponents small.
+the same factor at "now", which gives decayed click counts. Each build's lists count against
+its own cutoff, which keeps the exponents small.
 """
 
 from __future__ import annotations
@@ -62,24 +63,25 @@ class ClusterProfile:
 
 
 class ClusterStore:
-    def __init__(self, online: OnlineStore):
+    """The cluster state of build ``version`` (the keys under ``b:{version}:``)."""
+
+    def __init__(self, online: OnlineStore, version: str | None):
         self.online = online
+        self.version = version
         self.r = online.r
-        self.k = online.k
+
+    def k(self, *parts: object) -> str:
+        return self.online.build_key(self.version, *parts)
 
     # ---- the nightly job writes --------------------------------------------------------
-    def replace_scheme(self, summary: SchemeSummary, memberships: Mapping[str, Sequence[str]],
-                       profiles: Sequence[ClusterProfile],
-                       centre_lists: Mapping[str, Sequence[tuple[str, float]]]) -> None:
-        """Swap in a refreshed scheme: memberships, profiles, sizes and centre candidates.
-        Labels that disappeared lose their keys; CF lists are rebuilt by ``rebuild_cf``."""
+    def write_scheme(self, summary: SchemeSummary, memberships: Mapping[str, Sequence[str]],
+                     profiles: Sequence[ClusterProfile],
+                     centre_lists: Mapping[str, Sequence[tuple[str, float]]]) -> None:
+        """Write a scheme of a new build: memberships, profiles, sizes and centre candidates
+        (its CF lists are replayed by ``replay_clicks``). A new version starts with no keys, so
+        nothing of an older build's scheme is left to remove."""
         scheme = summary.name
-        stale = [key for pattern in (f"cl:{scheme}:p:*", f"cl:{scheme}:centre:*")
-                 for key in self.r.scan_iter(match=self.k(pattern), count=1000)]
         pipe = self.r.pipeline(transaction=False)
-        if stale:
-            pipe.delete(*stale)
-        pipe.delete(self.k("cl", scheme, "sizes"))
         for profile in profiles:
             pipe.zadd(self.k("cl", scheme, "sizes"), {profile.label: profile.size})
             pipe.set(self.k("cl", scheme, "p", profile.label), json.dumps(asdict(profile)))
@@ -89,18 +91,6 @@ class ClusterStore:
         pipe.execute()
         self.set_memberships({user: {scheme: labels} for user, labels in memberships.items()})
         self.r.hset(self.k("cl", "schemes"), scheme, json.dumps(asdict(summary)))
-
-    def retain(self, schemes: set[str]) -> list[str]:
-        """Drop every scheme not in ``schemes`` (one a new build no longer has), memberships too."""
-        gone = [name.decode() for name in self.r.hkeys(self.k("cl", "schemes")) if name.decode() not in schemes]
-        for scheme in gone:
-            keys = list(self.r.scan_iter(match=self.k(f"cl:{scheme}:*"), count=1000))
-            if keys:
-                self.r.delete(*keys)
-            for key in self.r.scan_iter(match=self.k("u:*:clusters"), count=1000):
-                self.r.hdel(key, scheme)
-            self.r.hdel(self.k("cl", "schemes"), scheme)
-        return gone
 
     def set_memberships(self, memberships: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
         """user -> scheme -> labels, pipelined in batches."""
@@ -115,11 +105,6 @@ class ClusterStore:
             if n % 10_000 == 0:
                 pipe.execute()
         pipe.execute()
-
-    def clear_cf(self) -> None:
-        keys = list(self.r.scan_iter(match=self.k("cl:*:cf:*"), count=1000))
-        if keys:
-            self.r.delete(*keys)
 
     def add_clicks(self, clicks: Iterable[tuple[float, str, Mapping[str, Sequence[str]]]],
                    ref: float, half_life_hours: float, cap: int) -> int:

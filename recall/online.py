@@ -10,7 +10,6 @@ key                            type    meaning
 ``u:{user}:seen``              zset    article -> last time shown or clicked; entries older
                                        than ``seen_ttl_seconds`` are ignored; capped to the
                                        newest ``seen_cap`` (every request reads it whole)
-``u:{user}:vec:{kind}``        string  float32 bytes of a user vector of one kind
 ``hot:c:{bucket}``             zset    article -> clicks in that time bucket
 ``hot:i:{bucket}``             zset    article -> impressions in that time bucket
 ``fresh``                      zset    article -> publish time, active articles only
@@ -18,7 +17,12 @@ key                            type    meaning
 ``u:{user}:profile``           hash    time-decayed interest weights (``recall/profiles.py``)
 =============================  ======  =====================================================
 
-Cluster memberships, profiles and lists have their own schema in ``recall/clusterstore.py``.
+What a build derives lives under ``b:{version}:`` (``build_key``): user vectors
+(``b:{version}:u:{user}:vec:{kind}``, string, float32 bytes in that build's vector space), and
+the cluster memberships, profiles and lists of ``recall/clusterstore.py``. A request reads the keys of the
+build its pipeline holds, so a worker still on the old build never meets a vector of the new
+one; ``recall/buildkeys.py`` registers, completes and drops versions. Everything else (clicks,
+seen sets, hot counters, fresh, hidden, profiles in tag space) is the same whatever the build.
 
 Buckets are ``floor(event_time / hot_bucket_seconds)`` and expire on their own. All times are
 event times, never the wall clock, so a replay of old events (``recall eval``) behaves exactly
@@ -57,6 +61,9 @@ class OnlineStoreError(RuntimeError):
 # Set by the nightly job and by the rebuild from SQL (recall/rebuild.py): Redis holds the whole
 # online state. Redis restarted empty has no marker, and requests say they are degraded.
 WHOLE_MARKER = "meta:whole"
+# Under ``b:{version}:``: that build's keys are complete (written last by the nightly job and the
+# rebuild). A request of a build whose keys are not complete is degraded too.
+BUILD_WHOLE = "whole"
 
 
 def connect_redis(settings: Settings, serving: bool = False) -> redis.Redis:
@@ -150,6 +157,11 @@ class OnlineStore:
     def k(self, *parts: object) -> str:
         return self.p + ":".join(str(p) for p in parts)
 
+    def build_key(self, version: str | None, *parts: object) -> str:
+        """A key build ``version`` derives (``b:{version}:...``). A state without a build (None)
+        derives nothing: its namespace, ``b:-:``, is never written."""
+        return self.k("b", version or "-", *parts)
+
     def bucket(self, ts: float) -> int:
         return int(ts // self.s.hot_bucket_seconds)
 
@@ -200,12 +212,13 @@ class OnlineStore:
         else:
             self.r.srem(self.k("hidden"), item_id)
 
-    def set_user_vectors(self, kind: str, vectors: Iterable[tuple[str, np.ndarray]]) -> int:
-        """Write user vectors of one kind in pipelined batches; all-zero vectors are deleted."""
+    def set_user_vectors(self, version: str | None, kind: str, vectors: Iterable[tuple[str, np.ndarray]]) -> int:
+        """Write build ``version``'s user vectors of one kind in pipelined batches; all-zero
+        vectors are deleted."""
         n = 0
         pipe = self.r.pipeline(transaction=False)
         for n, (user_id, vector) in enumerate(vectors, 1):
-            key = self.k("u", user_id, "vec", kind)
+            key = self.build_key(version, "u", user_id, "vec", kind)
             vector = np.asarray(vector, np.float32)
             if np.any(vector):
                 pipe.set(key, vector.tobytes())
@@ -287,13 +300,15 @@ class OnlineStore:
 
     def fetch_context(self, user_id: str, now: float | None = None, catalog: ItemCatalog | None = None,
                       needs: ContextNeeds = ContextNeeds(profile=True, clusters=True),
-                      category: str | None = None) -> RequestContext:
+                      category: str | None = None, version: str | None = None) -> RequestContext:
         """The user's state in at most two pipelined round trips.
 
         Read 1, the user's own keys: recent clicks (newest first, up to now), the seen set,
         and what the routes declared (profile, memberships, vectors). Read 2, only when a route
-        needs them and the user has clusters: the lists of those clusters. When Redis does not
-        answer, the context is empty and says ``degraded``.
+        needs them and the user has clusters: the lists of those clusters. Vectors, memberships
+        and lists are build ``version``'s (the pipeline's build). When Redis does not answer,
+        the context is empty and says ``degraded``; so it does when Redis lost its state or
+        holds no complete keys of ``version``.
         """
         now = time.time() if now is None else now
         ctx = RequestContext(user_id=user_id, now=now, category=category)
@@ -302,17 +317,18 @@ class OnlineStore:
         pipe.zrevrangebyscore(self.k("u", user_id, "clicks"), now, "-inf", start=0,
                               num=self.s.recent_clicks_cap, withscores=True)
         pipe.zrangebyscore(self.k("u", user_id, "seen"), now - self.s.seen_ttl_seconds, "+inf")
-        pipe.exists(self.k(WHOLE_MARKER))
+        markers = self.whole_markers(version)
+        pipe.exists(*markers)
         if needs.profile:
             pipe.hgetall(self.k("u", user_id, "profile"))
         if needs.clusters:
-            pipe.hgetall(self.k("u", user_id, "clusters"))
+            pipe.hgetall(self.build_key(version, "u", user_id, "clusters"))
         for kind in needs.vector_kinds:
-            pipe.get(self.k("u", user_id, "vec", kind))
+            pipe.get(self.build_key(version, "u", user_id, "vec", kind))
         try:
             replies = iter(pipe.execute())
             clicks, seen, whole = next(replies), next(replies), next(replies)
-            ctx.degraded = not whole  # Redis lost its state; a rebuild from SQL is under way
+            ctx.degraded = whole < len(markers)  # Redis lost its state; a rebuild from SQL is under way
             ctx.recent_clicks, click_times = zset_reply(clicks)
             ctx.click_times = click_times.tolist()
             # ensure, not rows: an id this process has not met yet may come back in this
@@ -331,7 +347,8 @@ class OnlineStore:
             if wanted:
                 pipe = self.raw_pipeline()
                 for kind, scheme, label in wanted:
-                    pipe.zrevrange(self.k("cl", scheme, kind, label), 0, needs.list_depth - 1, withscores=True)
+                    pipe.zrevrange(self.build_key(version, "cl", scheme, kind, label), 0, needs.list_depth - 1,
+                                   withscores=True)
                 for key, reply in zip(wanted, pipe.execute()):
                     members, scores = zset_reply(reply)
                     # float64: CF scores grow as 2 ** (age / half-life) up to 2 ** 900 (clusterstore),
@@ -344,10 +361,16 @@ class OnlineStore:
             return degraded
         return ctx
 
-    def is_whole(self) -> bool:
-        """Redis holds the whole online state (its marker is set); False when it does not answer."""
+    def whole_markers(self, version: str | None = None) -> list[str]:
+        """The marker keys that say Redis holds the whole online state, and build ``version``'s keys."""
+        return [self.k(WHOLE_MARKER), *([self.build_key(version, BUILD_WHOLE)] if version else [])]
+
+    def is_whole(self, version: str | None = None) -> bool:
+        """Redis holds the whole online state (its marker is set), and the complete keys of build
+        ``version`` when one is given; False when it does not answer."""
+        markers = self.whole_markers(version)
         try:
-            return bool(self.r.exists(self.k(WHOLE_MARKER)))
+            return self.r.exists(*markers) == len(markers)
         except redis.RedisError:
             return False
 

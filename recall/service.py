@@ -6,7 +6,8 @@ and a request takes it once and uses it throughout, so a build swap can never mi
 one response.
 
 One request reads Redis at most twice (pipelined, before the routes): the user's own keys, then
-only where needed the lists of the user's clusters (``OnlineStore.fetch_context``). Routes do no
+only where needed the lists of the user's clusters (``OnlineStore.fetch_context``), both of the
+pipeline's build version where the build derived them (vectors, memberships, lists). Routes do no
 I/O: they read the context, the build's arrays and the live snapshot, and return arrays. The
 scorer, the filters and the merger work on those arrays; provenance objects are made only for
 the ``n`` returned. A route that raises or runs past its time budget is skipped and reported
@@ -217,7 +218,7 @@ class RecallService:
         needs = ContextNeeds()
         for route in routes.values():
             needs |= route.needs
-        ctx = self.online.fetch_context(user_id, now, p.state.catalog, needs, category)
+        ctx = self.online.fetch_context(user_id, now, p.state.catalog, needs, category, version=p.state.version)
         p.live.want(w for r in routes.values() for w in r.windows)
         ctx.live = p.live.get(now)
         return ctx

@@ -320,6 +320,12 @@ def click_sequences(session: Session,
     return sequences
 
 
+def clickers(session: Session, after: datetime | None = None, before: datetime | None = None) -> list[str]:
+    """Users with a click in [after, before), sorted."""
+    query = _in_window(select(EVENTS.c.user_id).where(EVENTS.c.kind == "click").distinct(), after, before)
+    return sorted(session.scalars(query))
+
+
 def iter_events(session: Session, after: datetime | None = None, before: datetime | None = None,
                 batch: int = 10000) -> Iterator[EventRecord]:
     """Events with after <= ts < before, in (ts, id) order, read a keyset page at a time."""

@@ -1,7 +1,8 @@
 """The clusters page: each clustering scheme's clusters, biggest first, a page at a time.
 
-Everything comes from ``ClusterStore`` (Redis, refreshed by the nightly job): a page of a
-scheme with thousands of clusters reads only that page's profiles and lists.
+Everything comes from ``ClusterStore`` (Redis, written by the nightly job for each build): the
+keys of the build this process serves, so the page describes the clusters its routes use. A page
+of a scheme with thousands of clusters reads only that page's profiles and lists.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ LIST_ITEMS, CLUSTER_ITEMS = 5, 30
 @router.get("/clusters", response_class=HTMLResponse)
 def clusters_page(request: Request, service: ServiceDep, settings: SettingsDep,
                   scheme: IdQuery = None, page: Annotated[int, Query(ge=1)] = 1) -> HTMLResponse:
-    store = ClusterStore(service.online)
+    store = ClusterStore(service.online, service.state.version)
     schemes = store.schemes()
     chosen = next((s for s in schemes if s.name == scheme), schemes[0] if schemes else None)
     size = settings.admin_page_size
@@ -41,7 +42,7 @@ def clusters_page(request: Request, service: ServiceDep, settings: SettingsDep,
 
 @router.get("/clusters/{scheme}/{label}", response_class=HTMLResponse)
 def cluster_page(request: Request, scheme: IdPath, label: IdPath, service: ServiceDep) -> HTMLResponse:
-    store = ClusterStore(service.online)
+    store = ClusterStore(service.online, service.state.version)
     profile = store.profile(scheme, label)
     return templates.TemplateResponse(request, "cluster.html", {
         "scheme": scheme, "label": label, "profile": profile,

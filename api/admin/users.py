@@ -31,11 +31,12 @@ def find_user(request: Request, user_id: str | None = None) -> Response:
     return search_box(request, user_id, "user_page", "user_id", "user_search.html")
 
 
-def profile_and_clusters(service: RecallService, user_id: str,
+def profile_and_clusters(service: RecallService, user_id: str, version: str | None,
                          ) -> tuple[ProfileSummary | None, dict[str, list[str]] | None]:
-    """None for both when Redis does not answer: the routes still show what they can without it."""
+    """The profile, and the memberships in build ``version`` (the one whose routes the page
+    shows); None for both when Redis does not answer: the routes still show what they can."""
     try:
-        return service.online.user_profile(user_id), ClusterStore(service.online).memberships(user_id)
+        return service.online.user_profile(user_id), ClusterStore(service.online, version).memberships(user_id)
     except redis.RedisError:
         return None, None
 
@@ -60,7 +61,7 @@ def user_page(
         fused_routes = [r for r in served if r in (route or ())]
     else:
         fused_routes = [r for r in served if configs[r].enabled]
-    profile, memberships = profile_and_clusters(service, user_id)
+    profile, memberships = profile_and_clusters(service, user_id, pipeline.state.version)
     fused, merge_drops = service.merger.merge({r: retrieved.per_route[r] for r in fused_routes}, configs, n,
                                               retrieved.ids)
     return templates.TemplateResponse(request, "user.html", {

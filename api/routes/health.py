@@ -34,12 +34,13 @@ def readyz(response: Response, engine: EngineDep, online: OnlineDep, service: Se
     version = service.state.version
     redis_up = online.ping()
     checks = {"sql": sql_answers(engine), "redis": redis_up, "build": version is not None,
-              "online_state": redis_up and online.is_whole()}
+              "online_state": redis_up and online.is_whole(version)}
     reasons = {
         "sql": "SQL database does not answer",
         "redis": "Redis does not answer (requests are served degraded from in-process snapshots)",
         "build": "no build loaded (serving fallback routes only)",
-        "online_state": "Redis lost its state; it is being rebuilt from SQL (requests are served degraded)",
+        "online_state": "Redis lost its state or the served build's keys; they are being rebuilt from SQL "
+                        "(requests are served degraded)",
     }
     # Redis down says so once: its state cannot be judged then.
     failed = [reasons[name] for name, ok in checks.items() if not ok and (redis_up or name != "online_state")]

@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select, text
 
 from jobs.ingest.synthetic import ingest_synthetic
 from jobs.nightly import nightly_lock, run_nightly
+from recall import buildkeys
 from recall.db import make_sessionmaker
 from recall.index import BuildStore
 from recall.models import JobRun
@@ -218,10 +219,12 @@ def test_a_run_killed_mid_way_leaves_the_previous_build_serving(settings, engine
 
 
 def test_a_run_killed_in_its_online_step_leaves_the_hot_counters_whole(settings, pg_engine, online, spawn):
-    """PostgreSQL lets the test stop the run at the worst moment for the old code: once the run
-    has loaded its corpus, the test locks the events table, so the run builds and publishes, then
-    blocks on its first read of events, in the online step's replay of the hot counters. Killed
-    there, it must leave the live counters as they were."""
+    """PostgreSQL lets the test stop the run at the worst moment for the old code: in the online
+    step's replay of the hot counters, after publishing. Table locks taken in turn walk it there:
+    events (the run waits to write the new build's keys), then job_runs while events is let go
+    (it writes the keys, publishes, and waits to record that), then events again while job_runs
+    is let go (it starts the online step and waits on its first read of events). Killed there,
+    it must leave the live counters as they were."""
     engine = pg_engine
     ingest_synthetic(engine, recent_world(), Console(quiet=True))
     good = run_nightly(settings, engine, online)
@@ -232,18 +235,32 @@ def test_a_run_killed_in_its_online_step_leaves_the_hot_counters_whole(settings,
     loaded = lambda: next((r.run_id for r in nightly_rows(engine)  # noqa: E731
                            if r.run_id != good.run_id and r.step == "load" and r.status == "ok"), None)
     killed = wait_until(loaded, 300, "the second run to load its corpus", (proc,))
-    with engine.connect() as blocker:
-        blocker.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
-        waiting = lambda: blocker.execute(text(  # noqa: E731
-            "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass AND NOT granted")).scalar()
-        wait_until(waiting, RUN_TIMEOUT, "the run to wait for the events table", (proc,))
+    with engine.connect() as events, engine.connect() as job_runs:
+        def lock(conn, table: str) -> None:
+            conn.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+
+        def wait_for(table: str, what: str) -> None:
+            waiting = lambda: events.execute(text(  # noqa: E731
+                f"SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass AND NOT granted")).scalar()
+            wait_until(waiting, RUN_TIMEOUT, what, (proc,))
+
+        lock(events, "events")
+        wait_for("events", "the run to read events for its build's keys")
+        lock(job_runs, "job_runs")
+        events.rollback()
+        wait_for("job_runs", "the run to publish and record it")
+        assert BuildStore(settings.builds_dir).active_version() == killed
+        lock(events, "events")
+        job_runs.rollback()
+        wait_for("events", "the run to read events in its online step")
         steps = {r.step: r.status for r in runs(engine)[killed]}
         assert steps.get("online") == "running", steps
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=60) == -signal.SIGKILL
-        blocker.rollback()
+        events.rollback()
 
     assert hot_state(online) == before  # neither cleared nor half replayed
+    assert buildkeys.is_complete(online, killed)  # the build it published serves with its own keys
     assert not list(online.r.scan_iter(match=f"{online.p}nightly:*"))  # nothing was staged yet
 
     after = run_nightly(settings, engine, online)

@@ -51,7 +51,7 @@ class Built:
         ingest_synthetic(self.engine, self.world, Console(quiet=True))
         self.first = run_nightly(self.settings, self.engine, self.online, cutoff=CUTOFF)
         self.service = RecallService(self.online, ServingState.load(self.settings))
-        self.clusters = ClusterStore(self.online)
+        self.clusters = ClusterStore(self.online, self.first.version)
 
     def steps(self, run_id: str) -> dict[str, JobRun]:
         with make_sessionmaker(self.engine)() as session:
@@ -159,11 +159,12 @@ def test_a_click_reaches_a_cluster_mates_cf_candidates_at_once(built):
 
 def test_a_click_moves_the_profile_and_the_user_vector_at_once(built):
     user = "u7"
-    before = built.online.fetch_context(user, NOW + 400, needs=ContextNeeds(vector_kinds=("tag",), profile=True))
+    needs, version = ContextNeeds(vector_kinds=("tag",), profile=True), built.service.state.version
+    before = built.online.fetch_context(user, NOW + 400, needs=needs, version=version)
     other_group = (built.world.user_group[user] + 1) % GROUPS
     built.service.record_events([click(user, a, NOW + 400 + n)
                                  for n, a in enumerate(group_articles(built, other_group)[:5])])
-    after = built.online.fetch_context(user, NOW + 500, needs=ContextNeeds(vector_kinds=("tag",), profile=True))
+    after = built.online.fetch_context(user, NOW + 500, needs=needs, version=version)
     assert sum(after.profile.topics.values()) > sum(before.profile.topics.values())
     assert not np.allclose(before.user_vectors["tag"], after.user_vectors["tag"])
 
@@ -192,4 +193,4 @@ def test_a_refresh_of_unchanged_data_keeps_every_label(built):
     steps = built.steps(again.run_id)
     for scheme in ["kmeans-tag", "kmeans-bnb", "rule"]:
         assert steps[f"clusters:{scheme}"].metrics["label_stability"] == 1.0, scheme
-    assert built.clusters.scheme("kmeans-tag").label_stability == 1.0
+    assert ClusterStore(built.online, again.version).scheme("kmeans-tag").label_stability == 1.0

@@ -1,4 +1,4 @@
-"""Cluster state in a real Redis: CF lists, scheme replacement and retirement, degraded reads."""
+"""Cluster state in a real Redis: CF lists, a build's schemes and memberships (each build's own), degraded reads."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ HOUR = 3600.0
 
 @pytest.fixture
 def store(online) -> ClusterStore:
-    return ClusterStore(online)
+    return ClusterStore(online, "v1")
 
 
 def profile(scheme: str, label: str, size: int) -> ClusterProfile:
@@ -36,27 +36,23 @@ def test_cf_lists_decay_old_clicks_and_keep_the_strongest(store):
     assert len(store.top_items("kmeans-tag", "c1", n=100)) == 10
 
 
-def test_replacing_a_scheme_swaps_profiles_sizes_and_memberships(store):
-    store.replace_scheme(summary("kmeans-tag", [3, 1]), {"u1": ["c1"], "u2": ["c2", "c1"]},
-                         [profile("kmeans-tag", "c1", 3), profile("kmeans-tag", "c2", 1)],
-                         {"c1": [("a1", 0.9)], "c2": []})
+def test_a_builds_schemes_profiles_and_memberships_are_its_own(store, online):
+    store.write_scheme(summary("kmeans-tag", [3, 1]), {"u1": ["c1"], "u2": ["c2", "c1"]},
+                       [profile("kmeans-tag", "c1", 3), profile("kmeans-tag", "c2", 1)],
+                       {"c1": [("a1", 0.9)], "c2": []})
     assert store.memberships("u2") == {"kmeans-tag": ["c2", "c1"]}
     assert store.clusters("kmeans-tag") == (2, [profile("kmeans-tag", "c1", 3), profile("kmeans-tag", "c2", 1)])
     assert store.lists("centre", [("kmeans-tag", "c1")], 5) == {("kmeans-tag", "c1"): [("a1", 0.9)]}
-    # The refresh drops c2: its profile goes, and u2 is reassigned.
-    store.replace_scheme(summary("kmeans-tag", [4]), {"u1": ["c1"], "u2": ["c1"]},
-                         [profile("kmeans-tag", "c1", 4)], {"c1": []})
-    assert store.clusters("kmeans-tag")[0] == 1 and store.profile("kmeans-tag", "c2") is None
-    assert store.memberships("u2") == {"kmeans-tag": ["c1"]}
     assert [s.name for s in store.schemes()] == ["kmeans-tag"]
-
-
-def test_a_scheme_no_build_has_any_more_is_retired(store):
-    store.replace_scheme(summary("rule", [2]), {"u1": ["football"]}, [profile("rule", "football", 2)], {})
-    store.replace_scheme(summary("kmeans-tag", [2]), {"u1": ["c1"]}, [profile("kmeans-tag", "c1", 2)], {})
-    assert store.retain({"kmeans-tag"}) == ["rule"]
-    assert store.memberships("u1") == {"kmeans-tag": ["c1"]}
-    assert store.scheme("rule") is None and store.profile("rule", "football") is None
+    # The next build's refresh drops c2 and the scheme "rule": in its own keys, beside v1's.
+    newer = ClusterStore(online, "v2")
+    newer.write_scheme(summary("kmeans-tag", [4]), {"u1": ["c1"], "u2": ["c1"]}, [profile("kmeans-tag", "c1", 4)],
+                       {"c1": []})
+    assert newer.clusters("kmeans-tag")[0] == 1 and newer.profile("kmeans-tag", "c2") is None
+    assert newer.memberships("u2") == {"kmeans-tag": ["c1"]}
+    assert store.memberships("u2") == {"kmeans-tag": ["c2", "c1"]} and store.clusters("kmeans-tag")[0] == 2
+    newer.add_clicks([(0.0, "a2", {"kmeans-tag": ["c1"]})], ref=0.0, half_life_hours=6.0, cap=10)
+    assert store.top_items("kmeans-tag", "c1") == [] and newer.top_items("kmeans-tag", "c1")[0][0] == "a2"
 
 
 def test_an_empty_membership_removes_the_users_scheme(store):
@@ -67,6 +63,6 @@ def test_an_empty_membership_removes_the_users_scheme(store):
 
 def test_reads_degrade_when_redis_is_down(settings):
     dead = OnlineStore(redis.Redis.from_url("redis://127.0.0.1:6390/0", socket_connect_timeout=0.2), settings)
-    store = ClusterStore(dead)
+    store = ClusterStore(dead, "v1")
     assert store.lists("cf", [("kmeans-tag", "c1")], 10) == {}
     assert dead.errors == 1

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import redis
 
+from recall import buildkeys
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.clusterstore import ClusterStore
 from recall.domain import ContextNeeds, EventRecord, to_unix
@@ -21,6 +22,7 @@ from tests.conftest import REDIS_URL
 
 T0 = datetime(2026, 11, 10, 12, 0)
 NOW = to_unix(T0)
+BUILD = "v1"  # the build version whose keys (vectors, memberships, cluster lists) a request reads
 
 
 def event(user: str, article: str, kind: str, at: datetime) -> EventRecord:
@@ -120,10 +122,10 @@ def test_seen_articles_the_process_has_not_met_yet_are_still_seen(online, settin
     when the same id then comes back in a cluster's list, the seen filter must know its row."""
     catalog = ItemCatalog({"known": ItemMeta()})
     online.record_events([event("u", "elsewhere", "click", hours_ago(1)), event("u", "known", "click", hours_ago(2))])
-    ClusterStore(online).set_memberships({"u": {"kmeans-tag": ["c1"]}})
-    ClusterStore(online).add_clicks([(NOW - 3600, "elsewhere", {"kmeans-tag": ["c1"]})], NOW, 6.0, 10)
+    ClusterStore(online, BUILD).set_memberships({"u": {"kmeans-tag": ["c1"]}})
+    ClusterStore(online, BUILD).add_clicks([(NOW - 3600, "elsewhere", {"kmeans-tag": ["c1"]})], NOW, 6.0, 10)
     needs = ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=10)
-    ctx = online.fetch_context("u", NOW, catalog, needs)
+    ctx = online.fetch_context("u", NOW, catalog, needs, version=BUILD)
     listed, _ = ctx.cluster_lists[("cf", "kmeans-tag", "c1")]
     assert [catalog.ids[r] for r in listed] == ["elsewhere"]
     assert set(listed) <= set(ctx.seen_rows)
@@ -135,19 +137,24 @@ def test_a_request_reads_what_its_routes_declare_in_at_most_two_round_trips(onli
     store = OnlineStore(client, settings)  # the test's prefix: the online fixture flushes it
     catalog = ItemCatalog({i: ItemMeta(category="sports", tags=(("goal", 1.0),)) for i in ["a", "b", "c"]})
     store.record_events([event("u", "a", "click", hours_ago(1))])
-    store.set_user_vectors("tag", [("u", np.arange(4, dtype=np.float32))])
-    store.set_user_vectors("dssm", [("u", np.ones(3, np.float32))])
+    store.set_user_vectors(BUILD, "tag", [("u", np.arange(4, dtype=np.float32))])
+    store.set_user_vectors(BUILD, "dssm", [("u", np.ones(3, np.float32))])
+    # Another build's keys, of another space and other clusters: never read with BUILD's.
+    store.set_user_vectors("v2", "tag", [("u", np.ones(6, dtype=np.float32))])
+    ClusterStore(store, "v2").set_memberships({"u": {"kmeans-tag": ["c9"]}})
     store.apply_clicks_to_profiles([("u", NOW - 3600, catalog.get("a"))])
-    clusters = ClusterStore(store)
+    clusters = ClusterStore(store, BUILD)
     clusters.set_memberships({"u": {"kmeans-tag": ["c1", "c2"], "rule": ["sports"]}})
     clusters.add_clicks([(NOW - 60 * k, item, {"kmeans-tag": ["c1"], "rule": ["sports"]})
                          for k, item in enumerate(["b", "new", "b", "c"])], NOW, 6.0, 10)
     # Centre lists come from the nightly job: written directly here.
-    client.zadd(store.k("cl", "kmeans-tag", "centre", "c2"), {"c": 0.9, "a": 0.5, "b": -0.2})
+    client.zadd(store.build_key(BUILD, "cl", "kmeans-tag", "centre", "c2"), {"c": 0.9, "a": 0.5, "b": -0.2})
+    buildkeys.mark_complete(store, BUILD, "tests")
 
     def fetch(needs: ContextNeeds):
         before = CountingRedis.round_trips
-        ctx = store.fetch_context("u", NOW, catalog, needs)
+        ctx = store.fetch_context("u", NOW, catalog, needs, version=BUILD)
+        assert not ctx.degraded
         return ctx, CountingRedis.round_trips - before
 
     # Nothing declared: clicks and seen only, one round trip.
@@ -176,10 +183,16 @@ def test_a_request_reads_what_its_routes_declare_in_at_most_two_round_trips(onli
 
     # A user without clusters never costs the second round trip.
     before = CountingRedis.round_trips
-    cold = store.fetch_context("nobody", NOW, catalog, ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=5))
+    cold = store.fetch_context("nobody", NOW, catalog, ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=5),
+                               version=BUILD)
     assert CountingRedis.round_trips - before == 1 and cold.clusters == {} and cold.cluster_lists == {}
     # The category asked for rides along.
     assert store.fetch_context("u", NOW, catalog, category="sports").category == "sports"
+    # The other build reads its own vector and clusters; a build whose keys are not complete
+    # (being written, or lost) is served degraded.
+    other = store.fetch_context("u", NOW, catalog, ContextNeeds(vector_kinds=("tag",), clusters=True), version="v2")
+    assert other.user_vectors["tag"].shape == (6,) and other.clusters == {"kmeans-tag": ["c9"]}
+    assert other.degraded and not store.is_whole("v2") and store.is_whole(BUILD)
     client.close()
 
 
@@ -188,10 +201,11 @@ def test_cf_lists_long_after_the_build_still_rank(online):
     more after a build (or by a state without a cutoff) they are far beyond float32's range."""
     catalog = ItemCatalog()
     ref = NOW - 40 * 86_400  # the last build ran 40 days ago: 160 half-lives of 6 h
-    ClusterStore(online).set_memberships({"u": {"kmeans-tag": ["c1"]}})
-    ClusterStore(online).add_clicks([(NOW - 60, "a", {"kmeans-tag": ["c1"]}), (NOW - 60, "a", {"kmeans-tag": ["c1"]}),
+    ClusterStore(online, BUILD).set_memberships({"u": {"kmeans-tag": ["c1"]}})
+    ClusterStore(online, BUILD).add_clicks([(NOW - 60, "a", {"kmeans-tag": ["c1"]}), (NOW - 60, "a", {"kmeans-tag": ["c1"]}),
                                      (NOW - 6 * 3600, "b", {"kmeans-tag": ["c1"]})], ref, 6.0, 10)
-    ctx = online.fetch_context("u", NOW, catalog, ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=10))
+    ctx = online.fetch_context("u", NOW, catalog, ContextNeeds(clusters=True, list_kinds=("cf",), list_depth=10),
+                               version=BUILD)
     rows, scores = ctx.cluster_lists[("cf", "kmeans-tag", "c1")]
     assert np.all(np.isfinite(scores))
     assert scores[0] == pytest.approx(4 * scores[1], rel=0.01)  # two clicks against one 6 h older

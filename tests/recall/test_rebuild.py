@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from recall import sqlstore
+from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.domain import EventRecord, to_unix
 from recall.rebuild import MARKER, rebuild_if_empty
@@ -42,8 +42,12 @@ def test_an_empty_redis_is_rebuilt_from_sql_once(settings, sessions, online):
 
 
 def test_state_written_before_markers_existed_is_adopted_not_rebuilt(settings, sessions, online):
+    """An upgrade: the online state is adopted as it is; the served build's keys, which the
+    unversioned layout did not have, are built (and only they)."""
     service = RecallService(online, ServingState.in_memory(settings, ItemCatalog(), {}))
     online.r.delete(online.k(MARKER))
     online.publish_articles([("old", 1.0)])
+    assert rebuild_if_empty(service, sessions) is True
+    assert online.r.exists(online.k(MARKER)) and online.r.zrange(online.k("fresh"), 0, -1) == [b"old"]
+    assert buildkeys.is_complete(online, service.state.version)
     assert rebuild_if_empty(service, sessions) is False
-    assert online.r.exists(online.k(MARKER))

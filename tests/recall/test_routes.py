@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import redis
 
+from recall import buildkeys
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.clustering import ClusterModel
 from recall.clusterstore import ClusterStore, SchemeSummary
@@ -119,10 +120,11 @@ def build(tmp_path_factory) -> Build:
     mark_whole(online, "tests")
     online.replace_fresh([(a.id, to_unix(a.published_at)) for a in world.articles if a.status == "active"
                           and (a.expires_at is None or a.expires_at > CUTOFF)])
-    store = ClusterStore(online)  # the admin pages' copy of each scheme
+    store = ClusterStore(online, state.version)  # the admin pages' copy of each scheme
     for scheme, m in clusters.items():
-        store.replace_scheme(SchemeSummary(scheme, m.kind, m.vector_kind, len(m.labels), None, None, []),
-                             {}, [], m.centre_lists)
+        store.write_scheme(SchemeSummary(scheme, m.kind, m.vector_kind, len(m.labels), None, None, []),
+                           {}, [], m.centre_lists)
+    buildkeys.mark_complete(online, state.version, "tests")
     # ... and every event through the click path: profiles, vectors, memberships, CF lists.
     events = [e for e in world.events if e.ts < CUTOFF]
     for start in range(0, len(events), 1000):
