@@ -140,9 +140,13 @@ def zset_reply(reply) -> tuple[list[str], np.ndarray]:
     return [m.decode() for m in reply[0::2]], np.array(reply[1::2], dtype="S").astype(np.float64)
 
 
-# Item CF (recall/routes/itemcf.py), run on every click in the pipeline of ``record_events``,
-# after the click joined ``u:{user}:clicks``: the click pairs with the user's newest clicks of
-# the session window before it (ARGV[6] of them at most), both ways. A pair at time t adds
+# Item CF (recall/routes/itemcf.py), run on every live click in the pipeline of
+# ``record_events``, after the click joined ``u:{user}:clicks``: the click pairs with the user's
+# newest clicks of the session window before it (ARGV[6] of them at most), both ways. History
+# clicks (MIND's backfills, their real time unknown) pair with nothing themselves, as they never
+# count as hot; they are partners of the live clicks that follow them, which is how a live click
+# links to what the reader read before (on MIND-sample, pairs among history clicks filled the
+# lists with old articles: item CF alone found 0.001 of test clicks at K=50). A pair at time t adds
 # 2 ** ((t - ref) / half_life) instead of decaying every count: one ZINCRBY, and reading
 # divides by the same factor at "now" (the cluster CF lists' trick, recall/clusterstore.py).
 # ``ref`` (KEYS[2]) is the first time a pair was recorded after the lists were (re)built; the
@@ -208,8 +212,9 @@ class OnlineStore:
                 clicks_key = self.k("u", ev.user_id, "clicks")
                 pipe.zadd(clicks_key, {ev.article_id: ts})
                 pipe.zremrangebyrank(clicks_key, 0, -cap - 1)
-                self._co_click(keys=[clicks_key, self.k("icf", "ref")], args=[ev.article_id, ts, *co_click],
-                               client=pipe)
+                if ev.source != HISTORY_SOURCE:  # a history click is a partner, never a pair's source
+                    self._co_click(keys=[clicks_key, self.k("icf", "ref")], args=[ev.article_id, ts, *co_click],
+                                   client=pipe)
             if ev.source != HISTORY_SOURCE:
                 counter = self.k("hot", "c" if ev.kind == "click" else "i", bucket)
                 pipe.zincrby(counter, 1, ev.article_id)

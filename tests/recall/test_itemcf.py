@@ -12,7 +12,7 @@ import pytest
 
 from recall import sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
-from recall.domain import ContextNeeds, EventRecord, RequestContext, to_unix
+from recall.domain import HISTORY_SOURCE, ContextNeeds, EventRecord, RequestContext, to_unix
 from recall.live import LiveSnapshot, WindowCounts
 from recall.online import OnlineStore
 from recall.rebuild import mark_whole, rebuild_if_empty
@@ -73,6 +73,14 @@ def test_a_click_pairs_with_the_same_users_clicks_of_the_session_window_before_i
     # A click of the same moment (one impression) pairs too; clicking an article again does not pair it with itself.
     store.record_events([click("u3", "x", 0), click("u3", "y", 0), click("u3", "x", 1)])
     assert co_clicks(store, "x") == {"y": pytest.approx(2.0)}
+
+
+def test_history_clicks_are_partners_of_live_clicks_but_pair_with_nothing_themselves(make_store):
+    store = make_store(itemcf_half_life_hours=1e6)
+    store.record_events([click("u", "h1", 0, source=HISTORY_SOURCE), click("u", "h2", 0.1, source=HISTORY_SOURCE),
+                         click("u", "live", 1)])
+    assert co_clicks(store, "live") == {"h1": pytest.approx(1.0), "h2": pytest.approx(1.0)}
+    assert co_clicks(store, "h1") == {"live": pytest.approx(1.0)}  # not h2
 
 
 def test_a_click_pairs_with_at_most_the_newest_partners(make_store):
