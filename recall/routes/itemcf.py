@@ -1,7 +1,8 @@
 """Real-time item CF: what readers clicked in the same session as the user's recent clicks.
 
-Every click pairs with the same user's clicks of the session window before it
-(``itemcf_session_minutes``, 30; at most ``itemcf_partners`` of them), both ways, in the
+Every live click pairs with the same user's clicks of the session window before it
+(``itemcf_session_minutes``, 30; at most ``itemcf_partners`` of them; history clicks are
+partners, never a pair's source), both ways, in the
 pipeline of ``OnlineStore.record_events`` (the ``CO_CLICK`` script): ``icf:{article}`` holds
 each article's co-clicked articles with counts that halve every ``itemcf_half_life_hours``
 (24 h), capped to the ``itemcf_cap`` (200) strongest. A request reads the lists of the user's
