@@ -58,7 +58,8 @@ ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     RouteSpec("group_profile", "cluster", GroupProfileRoute.factory, cfg("group_profile", 0.5),
               searches="tag2vec",
               description="user2vec on the merged profile of the user's clusters"),
-    RouteSpec("itemcf", "u2i", ItemCFRoute.factory, cfg("itemcf", 1.0, seeds=10, depth=100, alpha=0.5),
+    # itemcf, trending: weights and params measured on MIND-sample (README, "Live-signal routes").
+    RouteSpec("itemcf", "u2i", ItemCFRoute.factory, cfg("itemcf", 0.3, seeds=30, depth=100, alpha=0.25),
               description="real-time item CF: articles clicked in the same sessions as the user's recent clicks"),
     RouteSpec("hot_category", "cluster", HotCategoryRoute.factory, cfg("hot_category", 0.5, categories=3),
               description="most clicked articles over a recent window within the user's top categories"),
