@@ -124,23 +124,29 @@ def build_catalog(corpus: TrainingCorpus) -> ItemCatalog:
     return ItemCatalog({aid: ItemMeta.of(a) for aid, a in corpus.articles.items()})
 
 
+# Counters a replay counts afresh (adding to the live ones would count events twice): hot
+# counters and item CF's co-click lists.
+RECOUNTED = ("hot", "icf")
+
+
 class StagedHotCounters(OnlineStore):
-    """``online``, except that hot counters go to one run's staging keys
-    (``{prefix}nightly:{run}:hot:{kind}:{bucket}``); every other key is the live one. The replay
-    counts through the very code the API records events with (``record_events``)."""
+    """``online``, except that hot counters and co-click lists go to one run's staging keys
+    (``{prefix}nightly:{run}:hot:{kind}:{bucket}``, ``{prefix}nightly:{run}:icf:...``); every
+    other key is the live one. The replay counts through the very code the API records events
+    with (``record_events``)."""
 
     def __init__(self, online: OnlineStore, run_id: str):
         super().__init__(online.r, online.s)
         self.stage = f"{online.p}nightly:{run_id}:"
 
     def k(self, *parts: object) -> str:
-        if parts[:1] == ("hot",):
+        if parts[:1] and parts[0] in RECOUNTED:
             return self.stage + ":".join(str(p) for p in parts)
         return super().k(*parts)
 
 
 def staged_hot_pattern(online: OnlineStore) -> str:
-    return f"{online.p}nightly:*:hot:*"
+    return f"{online.p}nightly:*"
 
 
 def sweep_staged_hot(online: OnlineStore) -> int:
@@ -171,6 +177,24 @@ def swap_hot_buckets(online: OnlineStore, staged: StagedHotCounters, first: int,
     return sum(map(bool, exists))
 
 
+def swap_co_clicks(online: OnlineStore, staged: StagedHotCounters) -> int:
+    """Make the staged co-click lists (and the time their scores grow from) the live ones in one
+    MULTI/EXEC, deleting live lists the replay did not make. Co-clicks recorded live after the
+    cutoff are replaced too: they come back with the next replay. Returns the lists swapped in."""
+    staged_prefix, live_prefix = staged.k("icf", ""), online.k("icf", "")
+    staged_keys = [key.decode() for key in online.r.scan_iter(match=staged_prefix + "*", count=1000)]
+    renamed = {live_prefix + key[len(staged_prefix):] for key in staged_keys}
+    stale = [key for key in (k.decode() for k in online.r.scan_iter(match=live_prefix + "*", count=1000))
+             if key not in renamed]
+    swap = online.r.pipeline(transaction=True)
+    for start in range(0, len(stale), 1000):
+        swap.delete(*stale[start:start + 1000])
+    for key in staged_keys:
+        swap.rename(key, live_prefix + key[len(staged_prefix):])
+    swap.execute()
+    return len(staged_keys)
+
+
 def stage_hot_replay(online: OnlineStore, sessions, since: datetime, cutoff: datetime,
                      run_id: str) -> tuple[StagedHotCounters, int]:
     """Replay the events in [since, cutoff) from SQL: recent clicks and seen sets straight into
@@ -195,8 +219,9 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
 
     This is also how events that reached SQL while Redis was down find their way back. Each
     part is atomic or idempotent, so a run killed in the middle leaves Redis serving: the fresh
-    list is swapped whole, clicks and seen sets are sorted-set adds, and the hot buckets are
-    recounted under staging keys and swapped in with one MULTI/EXEC (``swap_hot_buckets``).
+    list is swapped whole, clicks and seen sets are sorted-set adds, and the hot buckets and
+    co-click lists are recounted under staging keys and swapped in with one MULTI/EXEC each
+    (``swap_hot_buckets``, ``swap_co_clicks``).
     """
     cutoff_ts = to_unix(cutoff)
     fresh = [
@@ -210,7 +235,9 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     first, last = online.bucket(to_unix(since)), online.bucket(cutoff_ts)
     staged, replayed = stage_hot_replay(online, sessions, since, cutoff, run_id or uuid.uuid4().hex)
     swapped = swap_hot_buckets(online, staged, first, last)
-    return {"fresh": len(fresh), "events_replayed": replayed, "hot_counters": swapped}
+    co_click_lists = swap_co_clicks(online, staged)
+    return {"fresh": len(fresh), "events_replayed": replayed, "hot_counters": swapped,
+            "co_click_lists": co_click_lists}
 
 
 def new_version() -> str:

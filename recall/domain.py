@@ -211,12 +211,18 @@ class ContextNeeds:
     clusters: bool = False
     list_kinds: tuple[str, ...] = ()  # cluster lists: "cf", "centre"
     list_depth: int = 0
+    # Item CF: the co-click lists of the user's newest ``co_click_seeds`` clicks, top
+    # ``co_click_depth`` of each (read with the cluster lists, in the second round trip).
+    co_click_seeds: int = 0
+    co_click_depth: int = 0
 
     def __or__(self, other: ContextNeeds) -> ContextNeeds:
         return ContextNeeds(tuple(dict.fromkeys(self.vector_kinds + other.vector_kinds)),
                             self.profile or other.profile, self.clusters or other.clusters,
                             tuple(dict.fromkeys(self.list_kinds + other.list_kinds)),
-                            max(self.list_depth, other.list_depth))
+                            max(self.list_depth, other.list_depth),
+                            max(self.co_click_seeds, other.co_click_seeds),
+                            max(self.co_click_depth, other.co_click_depth))
 
 
 @dataclass(slots=True)
@@ -225,7 +231,8 @@ class RequestContext:
     most two pipelined round trips), the live snapshot (hot, fresh, hidden) and the deadline.
 
     Routes read it and do no I/O. ``cluster_lists`` maps (list kind, scheme, label) to that
-    cluster's list as (catalog rows, scores), best first.
+    cluster's list as (catalog rows, scores), best first; ``co_clicks`` does the same for a
+    recent click's co-clicked articles.
     """
 
     user_id: str
@@ -238,6 +245,9 @@ class RequestContext:
     clusters: dict[str, list[str]] = field(default_factory=dict)  # scheme -> labels, nearest first
     seen_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     cluster_lists: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # Item CF: a recent click -> its co-clicked articles (catalog rows, co-click counts decayed
+    # to ``now``), strongest first.
+    co_clicks: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     live: Any = None  # recall.live.LiveSnapshot
     deadline: Deadline = field(default_factory=Deadline)
     degraded: bool = False  # Redis did not answer, or lost its state: the user's may be missing

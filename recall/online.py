@@ -15,6 +15,9 @@ key                            type    meaning
 ``fresh``                      zset    article -> publish time, active articles only
 ``hidden``                     set     articles editors hid since the last build
 ``u:{user}:profile``           hash    time-decayed interest weights (``recall/profiles.py``)
+``icf:{article}``              zset    article -> co-clicks with it (item CF), growing
+                                       scores: see ``CO_CLICK``; capped to ``itemcf_cap``
+``icf:ref``                    string  the time the co-click scores grow from
 =============================  ======  =====================================================
 
 What a build derives lives under ``b:{version}:`` (``build_key``): user vectors
@@ -144,6 +147,45 @@ def zset_reply(reply) -> tuple[list[str], np.ndarray]:
     return [m.decode() for m in reply[0::2]], np.array(reply[1::2], dtype="S").astype(np.float64)
 
 
+# Item CF (recall/routes/itemcf.py), run on every live click in the pipeline of
+# ``record_events``, after the click joined ``u:{user}:clicks``: the click pairs with the user's
+# newest clicks of the session window before it (ARGV[6] of them at most), both ways. History
+# clicks (MIND's backfills, their real time unknown) pair with nothing themselves, as they never
+# count as hot; they are partners of the live clicks that follow them, which is how a live click
+# links to what the reader read before (on MIND-sample, pairs among history clicks filled the
+# lists with old articles: item CF alone found 0.001 of test clicks at K=50). A pair at time t adds
+# 2 ** ((t - ref) / half_life) instead of decaying every count: one ZINCRBY, and reading
+# divides by the same factor at "now" (the cluster CF lists' trick, recall/clusterstore.py).
+# ``ref`` (KEYS[2]) is the first time a pair was recorded after the lists were (re)built; the
+# nightly job and the rebuild from SQL replay them afresh, which keeps the exponents small.
+# KEYS: the user's clicks, the ref key. ARGV: article, time, window (s), half-life (s), cap,
+# partners, TTL (s), the lists' key prefix.
+CO_CLICK = """
+local article, ts = ARGV[1], tonumber(ARGV[2])
+local ref = tonumber(redis.call('GET', KEYS[2]))
+if not ref then
+  ref = ts
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+local gain = 2 ^ math.min((ts - ref) / tonumber(ARGV[4]), 900)
+local cap, partners, ttl, prefix = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local earlier = redis.call('ZREVRANGEBYSCORE', KEYS[1], ts, ts - tonumber(ARGV[3]), 'LIMIT', 0, partners + 1)
+local paired = 0
+for _, other in ipairs(earlier) do
+  if other ~= article and paired < partners then
+    paired = paired + 1
+    for _, pair in ipairs({{article, other}, {other, article}}) do
+      local key = prefix .. pair[1]
+      redis.call('ZINCRBY', key, gain, pair[2])
+      redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1)
+      redis.call('EXPIRE', key, ttl)
+    end
+  end
+end
+return paired
+"""
+
+
 class OnlineStore:
     def __init__(self, client: redis.Redis, settings: Settings):
         self.r = client
@@ -152,6 +194,7 @@ class OnlineStore:
         self.errors = 0  # Redis failures seen by reads; exported as a metric
         self._raw_callbacks = {k: v for k, v in client.response_callbacks.items() if k not in RAW_ZSET_COMMANDS}
         self._apply_click = client.register_script(APPLY_CLICK)
+        self._co_click = client.register_script(CO_CLICK)
 
     # ---- keys -------------------------------------------------------------------------
     def k(self, *parts: object) -> str:
@@ -170,6 +213,7 @@ class OnlineStore:
         """Apply events to online state in one pipeline; the same path serves API and replay."""
         cap = self.s.recent_clicks_cap
         bucket_ttl = int(self.s.hot_window_hours * 3600 * 2 + self.s.hot_bucket_seconds)
+        co_click = self.co_click_args()
         pipe = self.r.pipeline(transaction=False)
         n = 0
         for n, ev in enumerate(events, 1):
@@ -180,6 +224,9 @@ class OnlineStore:
                 clicks_key = self.k("u", ev.user_id, "clicks")
                 pipe.zadd(clicks_key, {ev.article_id: ts})
                 pipe.zremrangebyrank(clicks_key, 0, -cap - 1)
+                if ev.source != HISTORY_SOURCE:  # a history click is a partner, never a pair's source
+                    self._co_click(keys=[clicks_key, self.k("icf", "ref")], args=[ev.article_id, ts, *co_click],
+                                   client=pipe)
             if ev.source != HISTORY_SOURCE:
                 counter = self.k("hot", "c" if ev.kind == "click" else "i", bucket)
                 pipe.zincrby(counter, 1, ev.article_id)
@@ -193,6 +240,14 @@ class OnlineStore:
         except redis.RedisError as exc:
             raise OnlineStoreError(str(exc)) from exc
         return n
+
+    def co_click_args(self) -> list:
+        """``CO_CLICK``'s arguments after the article and time."""
+        s = self.s
+        half_life = s.itemcf_half_life_hours * 3600
+        # A pair is worth under a thousandth of a new one after 10 half-lives: its list may go.
+        return [s.itemcf_session_minutes * 60, half_life, s.itemcf_cap, s.itemcf_partners,
+                int(10 * half_life), self.k("icf", "")]
 
     def window_buckets(self, now: float, window_hours: float) -> range:
         """The time buckets a window ending at ``now`` sums: the last whole ones and now's."""
@@ -344,12 +399,20 @@ class OnlineStore:
                     ctx.user_vectors[kind] = np.frombuffer(raw, dtype=np.float32)
             wanted = [(kind, scheme, label) for kind in needs.list_kinds
                       for scheme, labels in ctx.clusters.items() for label in labels]
-            if wanted:
+            seeds = ctx.recent_clicks[:needs.co_click_seeds]
+            if wanted or seeds:
                 pipe = self.raw_pipeline()
                 for kind, scheme, label in wanted:
                     pipe.zrevrange(self.build_key(version, "cl", scheme, kind, label), 0, needs.list_depth - 1,
                                    withscores=True)
-                for key, reply in zip(wanted, pipe.execute()):
+                for seed in seeds:
+                    pipe.zrevrange(self.k("icf", seed), 0, needs.co_click_depth - 1, withscores=True)
+                if seeds:
+                    pipe.get(self.k("icf", "ref"))
+                replies = pipe.execute()
+                if seeds:
+                    self.read_co_clicks(ctx, seeds, replies[len(wanted):], catalog)
+                for key, reply in zip(wanted, replies):
                     members, scores = zset_reply(reply)
                     # float64: CF scores grow as 2 ** (age / half-life) up to 2 ** 900 (clusterstore),
                     # past float32's range a month after a build; the route divides by the top.
@@ -360,6 +423,18 @@ class OnlineStore:
             degraded.degraded = True
             return degraded
         return ctx
+
+    def read_co_clicks(self, ctx: RequestContext, seeds: list[str], replies: list, catalog: ItemCatalog) -> None:
+        """The seeds' co-click lists (then ``icf:ref``) as counts decayed to ``ctx.now``."""
+        *lists, ref = replies
+        if ref is None:
+            return  # no pair recorded since the lists were (re)built
+        exponent = (ctx.now - float(ref)) / (self.s.itemcf_half_life_hours * 3600)
+        growth = 2.0 ** min(max(exponent, -900.0), 900.0)  # CO_CLICK caps it at 900 too
+        for seed, reply in zip(seeds, lists):
+            members, scores = zset_reply(reply)
+            if members:
+                ctx.co_clicks[seed] = (catalog.ensure(members), scores / growth)
 
     def whole_markers(self, version: str | None = None) -> list[str]:
         """The marker keys that say Redis holds the whole online state, and build ``version``'s keys."""

@@ -8,7 +8,8 @@ rebuilds, under a Redis lock so one process does it, from SQL and the serving bu
 
 1. the outbox is emptied (the replay below includes its events);
 2. the fresh list, from the build's catalog (live articles, newest first);
-3. recent clicks, seen sets and hot counters, by replaying the events of the seen/hot horizon;
+3. recent clicks, seen sets, hot counters and item CF's co-click lists, by replaying the
+   events of the seen/hot horizon (``record_events``);
 4. profiles, from every click (the same Lua script as online);
 5. the serving build's own keys (``b:{version}:``, ``recall/buildkeys.py``): user vectors and
    memberships, recomputed as a click does (``UserStateUpdater``; DSSM user vectors come from

@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     cluster_centre_fresh_hours: float = Field(72.0, gt=0)
     cluster_centre_candidates: int = Field(200, ge=1)
 
+    # Real-time item CF (recall/routes/itemcf.py; written by OnlineStore.record_events): a click
+    # pairs with the same user's clicks of the session window before it (at most
+    # itemcf_partners, newest first); co-click counts halve every itemcf_half_life_hours; each
+    # article keeps its itemcf_cap strongest co-clicked articles.
+    itemcf_session_minutes: float = Field(30.0, gt=0)
+    itemcf_partners: int = Field(20, ge=1)
+    itemcf_half_life_hours: float = Field(24.0, gt=0)
+    itemcf_cap: int = Field(200, ge=10)
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'recall.db').resolve()}"

@@ -10,8 +10,9 @@ from __future__ import annotations
 from recall.routes.base import RouteConfig, RouteSpec
 from recall.routes.cluster import ClusterListRoute, GroupProfileRoute
 from recall.routes.crosstag import CrossTagRoute
-from recall.routes.fallback import FreshRoute, HotRoute
+from recall.routes.fallback import FreshRoute, HotCategoryRoute, HotRoute, TrendingRoute
 from recall.routes.i2i import EmbeddingI2IRoute
+from recall.routes.itemcf import ItemCFRoute
 from recall.routes.u2i import UserVectorRoute
 
 
@@ -57,6 +58,14 @@ ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     RouteSpec("group_profile", "cluster", GroupProfileRoute.factory, cfg("group_profile", 0.5),
               searches="tag2vec",
               description="user2vec on the merged profile of the user's clusters"),
+    # itemcf, trending: weights and params measured on MIND-sample (README, "Live-signal routes").
+    RouteSpec("itemcf", "u2i", ItemCFRoute.factory, cfg("itemcf", 0.3, seeds=30, depth=100, alpha=0.25),
+              description="real-time item CF: articles clicked in the same sessions as the user's recent clicks"),
+    RouteSpec("hot_category", "cluster", HotCategoryRoute.factory, cfg("hot_category", 0.5, categories=3),
+              description="most clicked articles over a recent window within the user's top categories"),
+    RouteSpec("trending", "fallback", TrendingRoute.factory,
+              RouteConfig("trending", True, 0.5, 100, {"short_hours": 1.0, "long_hours": 6.0}),
+              description="articles whose clicks rise fastest: the last hour against the 6 h rate"),
     RouteSpec("hot", "fallback", HotRoute.factory,
               RouteConfig("hot", True, 2.0, 300, {"window_hours": 6.0, "ctr_power": 0.0}),
               description="most clicked articles over a recent window"),

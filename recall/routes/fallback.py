@@ -1,5 +1,6 @@
-"""Non-personalised routes that fill the list for users with no (usable) history. Both read the
-live snapshot (``recall/live.py``), never Redis."""
+"""Routes over the live snapshot (``recall/live.py``), never Redis: the non-personalised ones that
+fill the list for users with no (usable) history (hot, fresh, trending), and hot narrowed to the
+user's categories."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recall.catalog import ItemCatalog
 from recall.domain import Candidates, RequestContext, top_n
 from recall.routes.base import NO_NEEDS, RouteConfig
 
@@ -88,3 +90,94 @@ class FreshRoute:
         age_hours = np.maximum(ctx.now - times, 0.0) / 3600
         return Candidates.of(rows, 0.5 ** (age_hours / self.half_life_hours), np.zeros(len(rows), np.int32),
                              None, ["published"])
+
+
+@dataclass
+class HotCategoryRoute:
+    """Hot within the user's top categories: the categories of the user's newest ``clicks``
+    clicks (catalog category codes, no Redis read), the ``categories`` most frequent kept; an
+    article of one of them scores its clicks over the window times its category's share of
+    those clicks (the top category's share is 1). Articles without a category (MIND's id-only
+    ones) never match."""
+
+    name: str
+    catalog: ItemCatalog
+    window_hours: float = 6.0
+    categories: int = 3
+    clicks: int = 20
+    kind: str = "cluster"  # personal: the user's categories are a group of readers
+    needs = NO_NEEDS  # recent clicks always come with the context
+    windows: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.windows = (float(self.window_hours),)
+
+    @classmethod
+    def factory(cls, state, config: RouteConfig) -> HotCategoryRoute | None:
+        if not state.catalog.categories:
+            return None  # no build, or one whose articles have no categories
+        params = config.params
+        return cls(config.route, state.catalog,
+                   float(params.get("window_hours", state.settings.hot_window_hours)),
+                   int(params.get("categories", 3)), int(params.get("clicks", 20)))
+
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
+        codes = self.catalog.category[self.catalog.rows(ctx.recent_clicks[:self.clicks])]
+        codes, frequency = np.unique(codes[codes >= 0], return_counts=True)
+        if not len(codes) or n <= 0:
+            return Candidates.empty()
+        top = np.argsort(-frequency, kind="stable")[:self.categories]
+        share = np.zeros(len(self.catalog.categories) + 1, np.float32)
+        share[codes[top]] = frequency[top] / frequency[top[0]]
+        seed_of = np.full(len(share), -1, np.int32)
+        seed_of[codes[top]] = np.arange(len(top))
+        counts = ctx.live.window(float(self.window_hours))
+        order = counts.order()
+        category = self.catalog.category
+        order = order[order < len(category)]
+        code = category[order]
+        inside = (code >= 0) & (share[code] > 0)
+        rows, code = order[inside], code[inside]
+        scores = counts.clicks[rows] * share[code]
+        best = top_n(scores, n)
+        return Candidates.of(rows[best], scores[best], seed_of[code[best]], counts.clicks[rows[best]],
+                             [self.catalog.categories[c] for c in codes[top]])
+
+
+@dataclass
+class TrendingRoute:
+    """Articles whose clicks are rising: clicks over the last ``short_hours`` against what the
+    ``long_hours`` window's rate predicts for so short a time, as a z-score,
+
+        (short - expected) / sqrt(expected + 1),  expected = long * short_hours / long_hours,
+
+    so a burst counts more than a steady flow, and volume still counts (one click is noise).
+    Every article clicked in the long window is listed: those fading (no recent click) last."""
+
+    name: str
+    short_hours: float = 1.0
+    long_hours: float = 6.0
+    kind: str = "fallback"
+    needs = NO_NEEDS
+    windows: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.windows = (float(self.short_hours), float(self.long_hours))
+
+    @classmethod
+    def factory(cls, state, config: RouteConfig) -> TrendingRoute:
+        params = config.params
+        return cls(config.route, float(params.get("short_hours", 1.0)),
+                   float(params.get("long_hours", state.settings.hot_window_hours)))
+
+    def retrieve(self, ctx: RequestContext, n: int) -> Candidates:
+        long = ctx.live.window(float(self.long_hours))
+        rows = long.order()
+        if not len(rows) or n <= 0:
+            return Candidates.empty()
+        recent = ctx.live.window(float(self.short_hours)).clicks_at(rows).astype(np.float64)
+        expected = np.maximum(long.clicks[rows], recent) * (self.short_hours / self.long_hours)
+        scores = (recent - expected) / np.sqrt(expected + 1.0)
+        best = top_n(scores, n)
+        return Candidates.of(rows[best], scores[best], np.zeros(len(best), np.int32), recent[best],
+                             [f"clicks_{self.short_hours:g}h_vs_{self.long_hours:g}h"])

@@ -32,10 +32,11 @@ def test_not_ready_without_a_build_yet_fallbacks_serve(no_build_client, user_id)
     assert body["checks"]["build"] is False and body["checks"]["redis"] is True and body["version"] is None
     assert any("build" in reason for reason in body["reasons"])
 
-    # One click makes an article hot; another (cold) user is then served it by the fallback.
+    # One click makes an article hot (and trending); another (cold) user is then served it by
+    # those fallbacks.
     no_build_client.post("/v1/events", json={"events": [
         {"user_id": user_id, "article_id": "breaking-1", "kind": "click"}]})
     recall = no_build_client.get(f"/v1/recall/cold-{user_id}")
     assert recall.status_code == 200
-    assert [(c["item_id"], [p["route"] for p in c["routes"]]) for c in recall.json()["candidates"]] == \
-        [("breaking-1", ["hot"])]
+    assert [(c["item_id"], {p["route"] for p in c["routes"]}) for c in recall.json()["candidates"]] == \
+        [("breaking-1", {"hot", "trending"})]

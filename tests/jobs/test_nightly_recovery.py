@@ -46,9 +46,11 @@ def db(sqlite_engine):
     return sqlite_engine
 
 
-def hot_state(online: OnlineStore) -> dict[str, list]:
+def hot_state(online: OnlineStore, family: str = "hot") -> dict[str, list]:
+    """Every counter of a recounted family: hot counters, or item CF's co-click lists ("icf")."""
     return {key.decode(): sorted(online.r.zrange(key, 0, -1, withscores=True))
-            for key in online.r.scan_iter(match=f"{online.p}hot:*", count=1000)}
+            for key in online.r.scan_iter(match=f"{online.p}{family}:*", count=1000)
+            if online.r.type(key) == b"zset"}
 
 
 def copy_build(store: BuildStore, version: str, name: str) -> str:
@@ -228,21 +230,25 @@ def test_a_failed_reload_keeps_serving_the_loaded_build(settings, db, online):
 
 def test_hot_counters_are_recounted_aside_and_swapped_in_whole(settings, db, online):
     run_nightly(settings, db, online)
-    before = hot_state(online)
+    before, co_clicks = hot_state(online), hot_state(online, "icf")
     assert sum(len(v) for v in before.values()) > 50
+    assert sum(len(v) for v in co_clicks.values()) > 50
 
     # A run killed after recounting, before its swap: the live counters are untouched.
     cutoff = utcnow()
     _, replayed = stage_hot_replay(online, make_sessionmaker(db), cutoff - timedelta(days=7), cutoff, "dead-run")
-    assert replayed > 0 and hot_state(online) == before
-    staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))
-    assert len(staged) == len(before)
-    # A live counter SQL knows nothing of (inside the recounted window) goes with the swap.
+    assert replayed > 0 and hot_state(online) == before and hot_state(online, "icf") == co_clicks
+    assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))) == len(before)
+    staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:*"))
+    assert len(staged) == len(before) + len(co_clicks) + 1  # hot counters, co-click lists, their ref
+    # A live counter or co-click list SQL knows nothing of (inside the recounted window) goes with the swap.
     ghost = online.k("hot", "c", online.bucket(to_unix(cutoff)) - 3)
     online.r.zincrby(ghost, 5, "ghost")
+    online.r.zincrby(online.k("icf", "ghost"), 5, "other")
 
     after = run_nightly(settings, db, online)
     assert hot_state(online) == before  # recounted, not added to
+    assert hot_state(online, "icf") == co_clicks
     assert not list(online.r.scan_iter(match=f"{online.p}nightly:*"))
     with make_sessionmaker(db)() as session:
         load = session.scalars(select(JobRun).where(JobRun.run_id == after.run_id, JobRun.step == "load")).one()

@@ -46,9 +46,10 @@ START, DAYS = datetime(2026, 11, 1), 4
 CUTOFF = START + timedelta(days=DAYS)
 NOW = to_unix(CUTOFF)
 # What this build serves: every route over the tag2vec index, the user models and the live
-# snapshot. user_lstm is built but has no vectors (no LSTM in the build): it answers nothing.
+# snapshot (and the co-click lists). user_lstm is built but has no vectors (no LSTM in the build):
+# it answers nothing.
 SERVED = {"tag2vec", "user2vec", "user_lstm", "crosstag", "cluster_cf", "cluster_centre", "group_profile",
-          "hot", "shown", "fresh"}
+          "itemcf", "hot_category", "trending", "hot", "shown", "fresh"}
 
 
 @dataclass

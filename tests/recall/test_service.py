@@ -96,15 +96,16 @@ def test_category_filter(service):
 def test_all_enabled_routes_merge_with_every_route_filtered(service):
     result = service.recall("reader", 50, now=NOW)
     # Every route the hand-made build can serve: the fallbacks, tag2vec (the only index) and the
-    # user-vector routes searching it; no user models, so no crosstag and no cluster routes.
-    servable = {"tag2vec", "user2vec", "user_lstm", "hot", "shown", "fresh"}
+    # user-vector routes searching it, item CF and hot within the user's categories (the catalog's);
+    # no user models, so no crosstag and no cluster routes.
+    servable = {"tag2vec", "user2vec", "user_lstm", "itemcf", "hot_category", "trending", "hot", "shown", "fresh"}
     assert set(result.routes) == set(service.routes) == servable
     assert all(run.error is None for run in result.routes.values())
     # The fresh route lists every published article; filters still apply to it.
     assert not ids_of(result) & {SEED, "seen", "expired", "future", "editor_hidden", "redis_hidden"}
     assert {"ok1", "ok2", "politics", "far"} <= ids_of(result)
     ok1 = next(f for f in result.candidates if f.item_id == "ok1")
-    assert {c.route for c in ok1.routes} == {"tag2vec", "hot", "fresh"}
+    assert {c.route for c in ok1.routes} == {"tag2vec", "hot", "hot_category", "trending", "fresh"}
     assert result.candidates[0].item_id == "ok1"
 
 

@@ -95,7 +95,7 @@ class World:
         copy = dataclasses.replace(
             ctx, recent_clicks=list(ctx.recent_clicks), click_times=list(ctx.click_times),
             user_vectors=dict(ctx.user_vectors), clusters={s: list(v) for s, v in ctx.clusters.items()},
-            cluster_lists=dict(ctx.cluster_lists))
+            cluster_lists=dict(ctx.cluster_lists), co_clicks=dict(ctx.co_clicks))
         return dataclasses.replace(copy, **changes) if changes else copy
 
     def unknown(self, live: LiveSnapshot | None = None, fetched: bool = True) -> RequestContext:
@@ -187,7 +187,8 @@ def make_world(seed: int = 0, articles: int = 60, settings: Settings | None = No
     lists = cf_lists(rng, catalog, ids, category_of, memberships)
     reader = RequestContext(user_id="reader", now=NOW, recent_clicks=clicks, click_times=click_times,
                             user_vectors=user_vectors, profile=profile, clusters=memberships,
-                            seen_rows=read_only(catalog.rows(clicks)), cluster_lists=lists, live=snapshot)
+                            seen_rows=read_only(catalog.rows(clicks)), cluster_lists=lists, live=snapshot,
+                            co_clicks=co_click_lists(rng, catalog, ids, category_of, clicks))
     return World(settings, state, centres, category_of, snapshot, reader)
 
 
@@ -235,6 +236,22 @@ def cf_lists(rng, catalog: ItemCatalog, ids: list[str], category_of: dict[str, s
             picked = rng.choice(members, size=min(12, len(members)), replace=False)
             scores = np.sort(rng.uniform(0.1, 8.0, size=len(picked)))[::-1]
             out[("cf", scheme, label)] = (read_only(catalog.rows([ids[n] for n in picked])), read_only(scores))
+    return out
+
+
+def co_click_lists(rng, catalog: ItemCatalog, ids: list[str], category_of: dict[str, str],
+                   clicks: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The co-click lists of the reader's clicks as the context holds them (the unindexed click
+    has none): decayed counts of articles mostly of the click's category, strongest first."""
+    out = {}
+    for click in clicks:
+        if click not in category_of:
+            continue
+        same = [i for i in ids if category_of[i] == category_of[click] and i != click]
+        other = [i for i in ids if category_of[i] != category_of[click]]
+        picked = list(rng.choice(same, size=6, replace=False)) + list(rng.choice(other, size=2, replace=False))
+        scores = np.sort(rng.uniform(0.05, 5.0, size=len(picked)))[::-1]
+        out[click] = (read_only(catalog.rows(picked)), read_only(scores))
     return out
 
 
@@ -288,7 +305,11 @@ def restricted(ctx: RequestContext, route) -> RequestContext:
     if live is not None:
         live = LiveSnapshot(live.taken_at, {h: w for h, w in live.windows.items() if h in route.windows},
                             live.fresh_rows, live.fresh_times, live.hidden_rows)
+    co_clicks = {seed: (rows[: needs.co_click_depth], scores[: needs.co_click_depth])
+                 for seed, (rows, scores) in ctx.co_clicks.items()
+                 if seed in ctx.recent_clicks[: needs.co_click_seeds]}
     return dataclasses.replace(
-        ctx, user_vectors={k: v for k, v in ctx.user_vectors.items() if k in needs.vector_kinds},
+        ctx, co_clicks=co_clicks,
+        user_vectors={k: v for k, v in ctx.user_vectors.items() if k in needs.vector_kinds},
         profile=ctx.profile if needs.profile else None, clusters=dict(ctx.clusters) if needs.clusters else {},
         cluster_lists=lists, live=live)
