@@ -450,6 +450,11 @@ class PlannedWorld:
                                            source="synthetic"))
         return records
 
+    def records(self) -> SyntheticWorld:
+        return SyntheticWorld(articles=self.articles(), events=self.event_records(),
+                              user_interests=self.user_interests(), article_topic=self.article_topic(),
+                              user_group=self.user_group())
+
     def user_interests(self) -> dict[str, list[str]]:
         return {f"u{u}": [self.topics[t].name for t in row if t >= 0] for u, row in enumerate(self.interests.tolist())}
 
@@ -525,11 +530,4 @@ def generate(articles: int, users: int, days: int, seed: int,
              start: datetime = datetime(2026, 11, 1), groups: int = 0,
              visits_per_day: float = VISITS_PER_DAY) -> SyntheticWorld:
     """A world as records (``plan`` for its arguments); for worlds that fit in memory as objects."""
-    world = plan(articles, users, days, seed, start, groups, visits_per_day)
-    return SyntheticWorld(
-        articles=world.articles(),
-        events=world.event_records(),
-        user_interests=world.user_interests(),
-        article_topic=world.article_topic(),
-        user_group=world.user_group(),
-    )
+    return plan(articles, users, days, seed, start, groups, visits_per_day).records()

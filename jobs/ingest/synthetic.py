@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 from sqlalchemy import Engine
 
-from jobs.ingest.bulk import BulkInsert, insert_columns
+from jobs.ingest.bulk import BulkInsert, insert_columns, secondary_indexes_deferred
 from jobs.ingest.common import IngestReport, IngestRun
 from recall.synthetic import SESSIONS_PER_CHUNK, PlannedWorld, SyntheticWorld
 
@@ -57,17 +57,18 @@ def ingest_synthetic_bulk(engine: Engine, world: PlannedWorld, console: Console 
         prefixes = {"key_prefix": world.event_key_prefix, "impression_prefix": world.impression_prefix}
         first_seen = np.full(world.users, np.datetime64("NaT"), dtype="datetime64[us]")
         chunks = math.ceil(len(world.session_hours) / SESSIONS_PER_CHUNK)
-        for events in run.progress(world.event_chunks(), total=chunks, description="events"):
-            with engine.begin() as connection:
-                run.report.events_stored += insert_columns(connection, EVENTS, {
-                    "n": events.n, "user_n": events.user, "article_n": events.article,
-                    "click": events.click.astype(np.int64), "ts": events.ts, "session_n": events.session,
-                }, prefixes)
-            run.report.rows_read += len(events)
-            # Chunks come in time order: a reader's first event in the first chunk that has one.
-            users, first = np.unique(events.user, return_index=True)
-            unseen = np.isnat(first_seen[users])
-            first_seen[users[unseen]] = events.ts[first[unseen]]
+        with secondary_indexes_deferred(engine, "events"):
+            for events in run.progress(world.event_chunks(), total=chunks, description="events"):
+                with engine.begin() as connection:
+                    run.report.events_stored += insert_columns(connection, EVENTS, {
+                        "n": events.n, "user_n": events.user, "article_n": events.article,
+                        "click": events.click.astype(np.int64), "ts": events.ts, "session_n": events.session,
+                    }, prefixes)
+                run.report.rows_read += len(events)
+                # Chunks come in time order: a reader's first event in the first chunk that has one.
+                users, first = np.unique(events.user, return_index=True)
+                unseen = np.isnat(first_seen[users])
+                first_seen[users[unseen]] = events.ts[first[unseen]]
         seen = np.flatnonzero(~np.isnat(first_seen))
         for part in range(0, len(seen), USERS_PER_STATEMENT):
             users = seen[part:part + USERS_PER_STATEMENT]
