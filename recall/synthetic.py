@@ -121,17 +121,15 @@ def _zipf_weights(n: int, exponent: float = 1.0) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _top_k_per_segment(rng: np.random.Generator, segments: np.ndarray, weights: np.ndarray | None,
+def _top_k_per_segment(rng: np.random.Generator, segments: np.ndarray, weights: np.ndarray,
                        k: np.ndarray) -> np.ndarray:
-    """A mask of what each segment (sorted ids, one per item) keeps: ``k[segment]`` items drawn
-    without replacement proportionally to ``weights`` (None = uniform).
+    """A mask of what each segment keeps (``segments``: the segment of each item): ``k[segment]``
+    items drawn without replacement proportionally to ``weights``.
 
     Exponential clocks (the item whose clock rings first is taken first) give the same draw as
     repeated weighted choice, for every segment in one vectorised step.
     """
-    clocks = rng.exponential(size=len(segments))
-    if weights is not None:
-        clocks = clocks / weights
+    clocks = rng.exponential(size=len(segments)) / weights
     order = np.lexsort((clocks, segments))
     ordered = segments[order]
     first = np.searchsorted(ordered, ordered, side="left")  # where each item's segment starts
@@ -181,7 +179,6 @@ class _Catalogue:
     """
 
     def __init__(self, published_hours: np.ndarray, topic_of: np.ndarray, appeal: np.ndarray, topics: int):
-        self.published = published_hours
         end = float(published_hours[-1]) if len(published_hours) else 0.0
         # Relative to the last article, so the weights stay within floating point for long worlds.
         self.weight = appeal * np.exp2((published_hours - end) / 24.0)
@@ -226,6 +223,8 @@ class _Catalogue:
     def _draw_whole(self, rng: np.random.Generator, starts: np.ndarray, counts: np.ndarray,
                     wanted: np.ndarray, weighted: bool,
                     exclude: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draws from every article of the pools at once; ``exclude``d (session, article) pairs
+        are never drawn."""
         sessions = np.flatnonzero(wanted > 0)
         pool_sessions, pool_articles = self._pool(starts, counts, sessions)
         weights = self.weight[pool_articles] if weighted else np.ones(len(pool_articles))
