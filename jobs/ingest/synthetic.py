@@ -15,7 +15,7 @@ import numpy as np
 from rich.console import Console
 from sqlalchemy import Engine
 
-from jobs.ingest.bulk import BulkInsert, insert_columns, secondary_indexes_deferred
+from jobs.ingest.bulk import BulkInsert, indexes_deferred, insert_columns
 from jobs.ingest.common import IngestReport, IngestRun
 from recall.synthetic import SESSIONS_PER_CHUNK, PlannedWorld, SyntheticWorld
 
@@ -57,13 +57,13 @@ def ingest_synthetic_bulk(engine: Engine, world: PlannedWorld, console: Console 
         prefixes = {"key_prefix": world.event_key_prefix, "impression_prefix": world.impression_prefix}
         first_seen = np.full(world.users, np.datetime64("NaT"), dtype="datetime64[us]")
         chunks = math.ceil(len(world.session_hours) / SESSIONS_PER_CHUNK)
-        with secondary_indexes_deferred(engine, "events"):
+        with indexes_deferred(engine, "events") as keys_unchecked:
             for events in run.progress(world.event_chunks(), total=chunks, description="events"):
                 with engine.begin() as connection:
                     run.report.events_stored += insert_columns(connection, EVENTS, {
                         "n": events.n, "user_n": events.user, "article_n": events.article,
                         "click": events.click.astype(np.int64), "ts": events.ts, "session_n": events.session,
-                    }, prefixes)
+                    }, prefixes, conflicts=not keys_unchecked)  # a world's keys are unique
                 run.report.rows_read += len(events)
                 # Chunks come in time order: a reader's first event in the first chunk that has one.
                 users, first = np.unique(events.user, return_index=True)

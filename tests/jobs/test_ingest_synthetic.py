@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from jobs.cli import app
-from jobs.ingest.bulk import _secondary_indexes
+from jobs.ingest.bulk import _secondary_indexes, _unique_constraints
 from jobs.ingest.synthetic import ingest_synthetic, ingest_synthetic_bulk
 from recall.db import make_engine, make_sessionmaker
 from recall.models import Article, Event, User
@@ -60,6 +60,7 @@ def test_the_bulk_path_stores_exactly_what_the_row_path_stores(engine):
     empty_tables(engine)
     with engine.connect() as connection:
         indexes = sorted(_secondary_indexes(connection, "events"))
+        constraints = _unique_constraints(connection, "events")
     bulk_report = ingest_synthetic_bulk(engine, plan(articles=150, users=25, days=3, seed=5), QUIET)
     by_bulk = stored_rows(engine)
 
@@ -69,8 +70,10 @@ def test_the_bulk_path_stores_exactly_what_the_row_path_stores(engine):
     first_id = by_bulk["events"][0][0]  # ids go on from the deleted rows' on PostgreSQL
     assert [(n - by_rows["events"][0][0] + first_id, *rest) for n, *rest in by_rows["events"]] == by_bulk["events"]
     assert by_bulk["articles"] == by_rows["articles"] and by_bulk["users"] == by_rows["users"]
-    with engine.connect() as connection:  # the indexes put aside for the load are back
+    with engine.connect() as connection:  # the indexes and constraints put aside for the load are back
         assert indexes and sorted(_secondary_indexes(connection, "events")) == indexes
+        assert _unique_constraints(connection, "events") == constraints
+        assert bool(constraints) == (engine.dialect.name == "postgresql")
 
 
 def test_the_bulk_path_stores_nothing_twice_also_over_the_row_path(engine, world):
