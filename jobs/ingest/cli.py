@@ -17,11 +17,11 @@ from sqlalchemy import Engine
 from jobs.ingest.common import IngestReport
 from jobs.ingest.jsonl import ingest_jsonl_articles, ingest_jsonl_events
 from jobs.ingest.mind import ingest_mind
-from jobs.ingest.synthetic import ingest_synthetic
+from jobs.ingest.synthetic import ingest_synthetic, ingest_synthetic_bulk
 from jobs.ingest.tnews import ingest_tnews
 from recall.db import make_engine, upgrade
 from recall.settings import Settings
-from recall.synthetic import generate
+from recall.synthetic import VISITS_PER_DAY, plan, visits_for
 
 ingest_app = typer.Typer(help="Load articles and events into SQL.", no_args_is_help=True)
 
@@ -74,7 +74,11 @@ def events(file: ExistingFile) -> None:
 def synthetic(
     articles: Annotated[int, typer.Option(min=1)] = 2000,
     users: Annotated[int, typer.Option(min=1)] = 500,
-    days: Annotated[int, typer.Option(min=1)] = 7,
+    days: Annotated[int, typer.Option(min=1, max=365)] = 7,
+    events: Annotated[int | None, typer.Option(min=1, help="about this many events (sets how often readers "
+                                                           "visit); default: 1.8 visits a reader a day")] = None,
+    bulk: Annotated[bool, typer.Option("--bulk/--rows", help="stream events as arrays through COPY (PostgreSQL) "
+                                                             "or json_each (SQLite): for millions of events")] = False,
     seed: Annotated[int | None, typer.Option(help="default: the settings' seed")] = None,
     start: Annotated[datetime | None, typer.Option(help="first day (UTC); default: DAYS days ago, "
                                                         "so the world ends now")] = None,
@@ -84,5 +88,9 @@ def synthetic(
     if start is None:
         today = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
         start = today - timedelta(days=days - 1)
-    world = generate(articles, users, days, settings.seed if seed is None else seed, start=start)
-    _run(settings, lambda engine, console: ingest_synthetic(engine, world, console))
+    visits = VISITS_PER_DAY if events is None else visits_for(events, users, days)
+    world = plan(articles, users, days, settings.seed if seed is None else seed, start=start, visits_per_day=visits)
+    if bulk:
+        _run(settings, lambda engine, console: ingest_synthetic_bulk(engine, world, console))
+    else:
+        _run(settings, lambda engine, console: ingest_synthetic(engine, world.records(), console))

@@ -127,10 +127,15 @@ class IngestRun:
     def write(self, records: Iterable[Record], total: int | None = None,
               description: str = "records") -> None:
         """Store records that are already in memory (nothing to parse)."""
-        task = self._progress.add_task(description, total=total)
-        for record in records:
+        for record in self.progress(records, total, description):
             self.report.rows_read += 1
             self._add(record)
+
+    def progress(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+        """``items`` with a bar of this run's (writers of their own, e.g. jobs/ingest/bulk.py)."""
+        task = self._progress.add_task(description, total=total)
+        for item in items:
+            yield item
             self._progress.advance(task)
 
     def _add(self, record: Record) -> None:

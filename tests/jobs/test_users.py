@@ -170,14 +170,17 @@ def test_a_click_moves_the_profile_and_the_user_vector_at_once(built):
 
 
 def test_every_user_and_cluster_route_serves_the_planted_topics(built):
-    user = "u1"
-    topics = set(built.world.user_interests[user])
+    readers = [f"u{n}" for n in range(2 * GROUPS)]  # two of each planted group
     for route in ["user2vec", "user_lstm", "crosstag", "cluster_cf", "cluster_centre", "group_profile"]:
-        result = built.service.recall(user, 20, routes=[route], now=NOW + 10)
-        assert result.routes[route].error is None
-        share = sum(built.world.article_topic[c.item_id] in topics for c in result.candidates) / 20
-        # Two topics of sixteen: a route that ignored the user would score about 0.125.
-        assert len(result.candidates) == 20 and share >= 0.4, (route, share)
+        shares = []
+        for user in readers:
+            result = built.service.recall(user, 20, routes=[route], now=NOW + 10)
+            assert result.routes[route].error is None and len(result.candidates) == 20
+            topics = set(built.world.user_interests[user])
+            shares.append(sum(built.world.article_topic[c.item_id] in topics for c in result.candidates) / 20)
+        # Two topics of sixteen: a route that ignored the users would score about 0.125. Over
+        # several readers: one reader's cluster_cf list may lead with a cluster of mixed groups.
+        assert np.mean(shares) >= 0.4, (route, shares)
 
 
 def test_crosstag_gives_every_interest_category_a_share(built):

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 
-from recall.synthetic import TOPICS, generate
+from recall import synthetic
+from recall.synthetic import TOPICS, EventColumns, generate, plan, visits_for
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +77,54 @@ def test_popularity_is_skewed_and_times_span_the_days(world):
 def test_full_size_world_has_every_user():
     big = generate(articles=2000, users=500, days=7, seed=1)
     assert len(big.articles) == 2000 and len({e.user_id for e in big.events}) == 500
+
+
+def test_a_world_streamed_in_many_chunks_keeps_time_order_and_its_sessions(monkeypatch):
+    # Clicks come up to a minute after their session: some cross chunk boundaries and are held back.
+    monkeypatch.setattr(synthetic, "SESSIONS_PER_CHUNK", 37)
+    world = plan(articles=400, users=60, days=4, seed=2)
+    chunks = list(world.event_chunks())
+    assert len(chunks) > 10
+    events = EventColumns.concat(chunks)
+    assert np.array_equal(events.n, np.arange(len(events)))
+    assert np.all(np.diff(events.ts.astype(np.int64)) >= 0)
+    shown = {(s, a): ts for s, a, ts, c in zip(events.session, events.article, events.ts, events.click) if not c}
+    clicks = [(s, a, ts) for s, a, ts, c in zip(events.session, events.article, events.ts, events.click) if c]
+    assert clicks and all(np.timedelta64(1, "s") < ts - shown[(s, a)] < np.timedelta64(2, "m") for s, a, ts in clicks)
+    impressions = events.select(~events.click)
+    pairs = impressions.session * len(world.topic_of) + impressions.article
+    assert len(np.unique(pairs)) == len(pairs)  # a session shows an article once
+
+
+def test_the_event_count_follows_the_visits_asked_for():
+    sparse = plan(articles=300, users=400, days=10, seed=4, visits_per_day=visits_for(8000, 400, 10))
+    events = sum(len(chunk) for chunk in sparse.event_chunks())
+    assert 0.85 * 8000 < events < 1.15 * 8000
+    readers = np.unique(np.concatenate([chunk.user for chunk in sparse.event_chunks()]))
+    assert len(readers) > 0.95 * 400  # every reader visits at least once (a few land before any article)
+
+
+def test_drawing_from_a_whole_pool_and_redrawing_repeats_sample_alike(monkeypatch):
+    """The two samplers behind a session's list are the same successive sampling: the chance
+    that each article is shown agrees, and follows its attractiveness."""
+    rng = np.random.default_rng(0)
+    published = np.sort(rng.uniform(0, 70, size=300))
+    catalogue = synthetic._Catalogue(published, np.zeros(300, dtype=np.int64),
+                                     1.0 / (1 + rng.permutation(300)) ** 0.6, topics=1)
+    sessions = 4000
+    starts, counts = catalogue.windows(np.full(sessions, 71.0))
+    wanted = np.full(sessions, 6)
+
+    def shown_share(whole_pool_max: int, rounds: int) -> np.ndarray:
+        monkeypatch.setattr(synthetic, "WHOLE_POOL_MAX", whole_pool_max)
+        monkeypatch.setattr(synthetic, "REDRAW_ROUNDS", rounds)
+        chosen_sessions, articles = catalogue.draw(np.random.default_rng(1), starts, counts, wanted, weighted=True)
+        assert np.array_equal(np.bincount(chosen_sessions, minlength=sessions), wanted)
+        assert len(np.unique(chosen_sessions * 300 + articles)) == len(articles)  # distinct per session
+        return np.bincount(articles, minlength=300) / sessions
+
+    whole, redrawn, short_of_rounds = shown_share(1000, 30), shown_share(0, 30), shown_share(0, 1)
+    assert np.abs(whole - redrawn).max() < 0.05 and np.abs(whole - short_of_rounds).max() < 0.05
+    heaviest, lightest = np.argsort(catalogue.weight)[[-1, 0]]
+    uniform = 6 / 300
+    assert redrawn[heaviest] > 10 * uniform and redrawn[lightest] < uniform
