@@ -14,8 +14,9 @@ the category labels (title2vec's category objective, the only objective without 
 shown but flagged "label-trained": their purity is not a fair comparison.
 
 To save time the bench's nightly builds only the encoders that have i2i routes and learn from
-text or tags (``BENCH_ENCODERS``: tag2vec, doc2vec, title2vec); the click and image encoders
-have nothing to learn from headlines without readers or pictures.
+text or tags (``BENCH_ENCODERS``: tag2vec, doc2vec, title2vec; ``build_encoders`` in
+``--settings`` narrows it further); the click and image encoders have nothing to learn from
+headlines without readers or pictures.
 
     python -m bench.purity [--subsets tune,report] [--size 9000] [--probes 200]
 """
@@ -111,8 +112,8 @@ def baselines(articles: Sequence[ArticleRecord], probes: Sequence[ArticleRecord]
 
 
 def bench_settings(var_dir: Path, overrides: dict | None = None) -> Settings:
-    return Settings(_env_file=None, var_dir=var_dir, database_url="", redis_url="",
-                    build_encoders=BENCH_ENCODERS, **(overrides or {}))
+    return Settings(_env_file=None, **{"var_dir": var_dir, "database_url": "", "redis_url": "",
+                                       "build_encoders": BENCH_ENCODERS, **(overrides or {})})
 
 
 def toutiao_purity(subset: str = "report", settings_overrides: dict | None = None, *, size: int = 9000,

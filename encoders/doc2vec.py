@@ -30,16 +30,13 @@ import numpy as np
 import torch
 
 from encoders.base import SkipsUnreadable, TrainingCorpus
-from encoders.text import cjk_share
+from encoders.text import CJK_SHARE, cjk_share
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 from recall.index import normalise
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
 DOC_MODELS = ("auto", "minilm", "e5")
-# "auto" takes e5 from this share of CJK titles up: MiniLM reads Chinese as unknown tokens, and
-# a corpus one tenth Chinese is mixed enough that only a multilingual model serves all of it.
-CJK_SHARE = 0.1
 
 
 def default_doc_model_path() -> Path | None:

@@ -56,7 +56,7 @@ def _entity2vec(s: Settings) -> Encoder:
 ENCODERS: dict[str, tuple[type, Callable[[Settings], Encoder]]] = {
     "tag2vec": (Tag2VecEncoder, lambda s: Tag2VecEncoder(
         dim=s.tag2vec_dim, epochs=s.tag2vec_epochs, top=s.tag2vec_top, weighting=s.tag2vec_weighting,
-        title_words=s.tag2vec_title_words, threads=s.threads, seed=s.seed)),
+        title_words=s.tag2vec_title_words, char_ngrams=s.tag2vec_char_ngrams, threads=s.threads, seed=s.seed)),
     "item2vec": (Item2VecEncoder, lambda s: Item2VecEncoder(threads=s.threads, seed=s.seed)),
     "media2vec": (Media2VecEncoder, lambda s: Media2VecEncoder(threads=s.threads, seed=s.seed)),
     "title2vec": (TitleLSTMEncoder, lambda s: TitleLSTMEncoder(epochs=s.title2vec_epochs, seed=s.seed)),

@@ -15,7 +15,9 @@ most). The seed design was ``top=3, weighting="equal"`` and 10 epochs. Measured 
 Toutiao (0.36 -> 0.39, four in five of its tags occur once) at a small cost on MIND (0.90 ->
 0.89); IDF adds 0.01 on Toutiao and takes 0.07 on MIND (where the frequent subcategory tag
 is the best signal), title words add 0.03 on Toutiao but lift cross-topic cosines towards the
-floor. Hence the defaults: all tags, equal weights, 30 epochs, no title words.
+floor. Character n-grams of one to three characters for Chinese tags (``char_ngrams``) lift
+Toutiao again (0.39 -> 0.46). Hence the defaults: all tags, equal weights, 30 epochs, no title
+words, n-gram lengths by the tags' language.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import fasttext
 import numpy as np
 
 from encoders.base import NothingToLearn, NotFitted, SkipsUnreadable, TrainingCorpus
-from encoders.text import tokenize
+from encoders.text import CJK_SHARE, cjk_share, tokenize
 from recall.domain import ArticleRecord, tag_token
 from recall.index import normalise
 
@@ -115,19 +117,24 @@ class FastTextSequenceEncoder(SkipsUnreadable):
             while ((len(words) + buckets) * self.dim_) % 10:
                 words.append(f"</pad{len(words)}>")
             self._write_initial_vectors(init_path, words)
+            minn, maxn = self._subword_lengths(list(counts))
             self.model_ = fasttext.train_unsupervised(
                 str(sentences_path), model="skipgram", dim=self.dim_, epoch=self.epochs, ws=self.window,
                 minCount=self.min_count, t=self.sample, thread=max(self.threads, INIT_THREADS),
                 bucket=self.buckets if self.subwords else 0,
-                minn=3 if self.subwords else 0, maxn=6 if self.subwords else 0,
+                minn=minn if self.subwords else 0, maxn=maxn if self.subwords else 0,
                 pretrainedVectors=str(init_path), verbose=0,
             )
         self._learn_more(corpus)
         self.version = self._weights_digest()
         return self
 
+    def _subword_lengths(self, words: list[str]) -> tuple[int, int]:
+        """The shortest and longest character n-grams fastText adds to a word (its defaults)."""
+        return 3, 6
+
     def _learn_more(self, corpus: TrainingCorpus) -> None:
-        """What a subclass learns beside the fastText model (saved by ``_save_more``)."""
+        """What a subclass learns beside the fastText model (kept by ``_extra_state``)."""
 
     def _weights_digest(self) -> str:
         """The version: a digest of the trained weights (and of what a subclass learned beside
@@ -205,21 +212,35 @@ class Tag2VecEncoder(FastTextSequenceEncoder):
     # the truly common tokens.
     sample = 1e-2
     WEIGHTINGS = ("equal", "idf")
+    # Character n-gram lengths: "3-6" is fastText's default, made for alphabetic words; a Chinese
+    # tag is two to six characters, each a morpheme, so "1-3" lets tags that share characters
+    # (股份, 基金...) share subword vectors. "auto" picks "1-3" when a tenth of the vocabulary
+    # or more holds CJK characters (Toutiao tune subset: purity@10 0.39 -> 0.46).
+    CHAR_NGRAMS = {"3-6": (3, 6), "1-3": (1, 3)}
 
     def __init__(self, dim: int = 64, epochs: int = 30, *, top: int = 0, weighting: str = "equal",
-                 title_words: bool = False, **fasttext_params):
+                 title_words: bool = False, char_ngrams: str = "auto", **fasttext_params):
         super().__init__(dim=dim, epochs=epochs, **fasttext_params)
         if weighting not in self.WEIGHTINGS:
             raise ValueError(f"tag2vec weighting must be one of {self.WEIGHTINGS}, got {weighting!r}")
+        if char_ngrams != "auto" and char_ngrams not in self.CHAR_NGRAMS:
+            raise ValueError(f"tag2vec char_ngrams must be auto or one of {sorted(self.CHAR_NGRAMS)}, "
+                             f"got {char_ngrams!r}")
         self.top = top
         self.weighting = weighting
         self.title_words = title_words
+        self.char_ngrams = char_ngrams
         self.document_frequency_: dict[str, int] = {}
         self.tagged_articles_ = 0
 
     def params(self) -> dict:
         return {**super().params(), "top": self.top, "weighting": self.weighting,
-                "title_words": self.title_words}
+                "title_words": self.title_words, "char_ngrams": self.char_ngrams}
+
+    def _subword_lengths(self, words: list[str]) -> tuple[int, int]:
+        if self.char_ngrams == "auto":
+            self.char_ngrams = "1-3" if cjk_share(words) >= CJK_SHARE else "3-6"
+        return self.CHAR_NGRAMS[self.char_ngrams]
 
     def _tags(self, article: ArticleRecord) -> list[str]:
         return top_tags(article, k=self.top or len(article.tags))

@@ -27,6 +27,11 @@ PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
 
+# From this share of CJK texts up a corpus counts as Chinese (or mixed) for the encoders that
+# choose by language (doc2vec's model, tag2vec's character n-grams): a tenth is mixed enough.
+CJK_SHARE = 0.1
+
+
 def cjk_share(texts: Iterable[str | None]) -> float:
     """The share of the non-empty texts that hold at least one CJK character."""
     written = [t for t in texts if t and t.strip()]

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     tag2vec_top: int = Field(0, ge=0)
     tag2vec_weighting: Literal["equal", "idf"] = "equal"
     tag2vec_title_words: bool = False
+    # fastText's character n-grams for tags: "3-6" (its default), "1-3" (Chinese), or "auto"
+    # (1-3 when a tenth of the tags or more are Chinese).
+    tag2vec_char_ngrams: Literal["auto", "3-6", "1-3"] = "auto"
     title2vec_epochs: int = Field(5, ge=1)
     dssm_epochs: int = Field(5, ge=1)
     threads: int = Field(2, ge=1)

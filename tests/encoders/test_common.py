@@ -212,7 +212,8 @@ def test_encode_before_fit(name, fitted, encoded, world, tmp_path):
 
 def another_value(key: str, value):
     """A different valid value for a parameter."""
-    choices = {"weighting": Tag2VecEncoder.WEIGHTINGS, "model": DOC_MODELS}
+    choices = {"weighting": Tag2VecEncoder.WEIGHTINGS, "model": DOC_MODELS,
+               "char_ngrams": sorted(Tag2VecEncoder.CHAR_NGRAMS)}
     if key == "backend":
         return next(b for b in BACKENDS if b != value)
     if key in choices:

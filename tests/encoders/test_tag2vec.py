@@ -207,3 +207,16 @@ def test_the_registry_builds_it_from_settings():
 def test_the_synthetic_topics_cover_many_categories():
     # The planted-structure checks above are only meaningful with many topics to confuse.
     assert sum(len(t) for t in TOPICS.values()) >= 10
+
+
+def test_character_ngrams_follow_the_language_of_the_tags(encoder):
+    assert encoder.char_ngrams == "3-6" and encoder.model_.f.getArgs().minn == 3
+    chinese = TrainingCorpus({a.id: a for a in [tagged(0, "股份有限公司", "年度报告", "上海证券交易所"),
+                                                tagged(1, "基金", "股票", "年度报告"), tagged(2, "湖人", "詹姆斯", "NBA")]})
+    fitted = Tag2VecEncoder(dim=8, epochs=1).fit(chinese)
+    assert fitted.char_ngrams == "1-3" and fitted.params()["char_ngrams"] == "1-3"
+    assert (fitted.model_.f.getArgs().minn, fitted.model_.f.getArgs().maxn) == (1, 3)
+    # A tag never seen still gets a vector from the characters it shares with known ones.
+    assert not fitted.knows("股份") and np.linalg.norm(fitted.token_vectors(["股份"])) > 0
+    with pytest.raises(ValueError, match="char_ngrams"):
+        Tag2VecEncoder(char_ngrams="2-5")
