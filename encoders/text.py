@@ -21,8 +21,21 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # A run of CJK characters, or a run of letters and digits that are not CJK.
 _RUNS = re.compile(rf"([{_CJK}]+)|[^\W_{_CJK}]+")
 
+_HAS_CJK = re.compile(f"[{_CJK}]")
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
+
+
+# From this share of CJK texts up a corpus counts as Chinese (or mixed) for the encoders that
+# choose by language (doc2vec's model, tag2vec's character n-grams): a tenth is mixed enough.
+CJK_SHARE = 0.1
+
+
+def cjk_share(texts: Iterable[str | None]) -> float:
+    """The share of the non-empty texts that hold at least one CJK character."""
+    written = [t for t in texts if t and t.strip()]
+    return sum(bool(_HAS_CJK.search(t)) for t in written) / len(written) if written else 0.0
 
 
 def tokenize(text: str | None) -> list[str]:

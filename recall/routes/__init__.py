@@ -32,9 +32,9 @@ def i2i(name: str, *, floor: float = 0.6, weight: float = 1.0, quota: int = 200,
 # content routes of richer text carry the personal part; secondary spaces weigh half. With many
 # routes fused by rank, equal weights let weak routes crowd hot out of the top (see README).
 ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
-    i2i("tag2vec", description="neighbours of recent clicks by their top-3 tag vectors (fastText)"),
+    i2i("tag2vec", description="neighbours of recent clicks by the sum of their tag vectors (fastText)"),
     i2i("title2vec", weight=0.5, description="neighbours by title, a bidirectional LSTM trained on co-clicks"),
-    i2i("doc2vec", floor=0.5, description="neighbours by title + abstract, a frozen BERT (MiniLM)"),
+    i2i("doc2vec", floor=0.5, description="neighbours by title + abstract, a frozen sentence encoder (MiniLM; multilingual e5 for Chinese)"),
     i2i("img2vec", weight=0.5, description="neighbours by image, pooled ResNet features"),
     i2i("item2vec", floor=0.5, weight=0.5, description="articles clicked by the same readers (fastText on click sequences)"),
     i2i("media2vec", floor=0.8, weight=0.3, description="articles of media read by the same readers"),

@@ -29,8 +29,10 @@ import pytest
 from PIL import Image
 
 from encoders.base import Encoder, NotFitted, TrainingCorpus
+from encoders.doc2vec import DOC_MODELS
 from encoders.img2vec import BACKENDS
 from encoders.registry import ENCODERS, build_encoder, load_encoder
+from encoders.tag2vec import Tag2VecEncoder
 from jobs.artefacts import training_key
 from recall.domain import ArticleRecord
 from recall.settings import Settings
@@ -210,8 +212,12 @@ def test_encode_before_fit(name, fitted, encoded, world, tmp_path):
 
 def another_value(key: str, value):
     """A different valid value for a parameter."""
+    choices = {"weighting": Tag2VecEncoder.WEIGHTINGS, "model": DOC_MODELS,
+               "char_ngrams": sorted(Tag2VecEncoder.CHAR_NGRAMS)}
     if key == "backend":
         return next(b for b in BACKENDS if b != value)
+    if key in choices:
+        return next(c for c in choices[key] if c != value)
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):

@@ -83,3 +83,47 @@ def test_save_and_load_give_identical_vectors(encoder, mind_articles, tmp_path):
     assert loaded.version == encoder.version != "unloaded"
     assert (loaded.model_path, loaded.max_length, loaded.dim) == (encoder.model_path, 128, 384)
     np.testing.assert_array_equal(loaded.encode(mind_articles[:4]), encoder.encode(mind_articles[:4]))
+
+
+TOUTIAO = [  # real Toutiao-style headlines: two stories told twice, and two unrelated ones
+    ArticleRecord(id="nba-1", title="湖人加时赛击败凯尔特人，詹姆斯砍下三双"),
+    ArticleRecord(id="nba-2", title="詹姆斯三双带队，洛杉矶湖人加时战胜波士顿凯尔特人"),
+    ArticleRecord(id="rate-1", title="央行宣布下调存款准备金率0.5个百分点"),
+    ArticleRecord(id="rate-2", title="降准0.5个百分点！央行释放长期资金约一万亿元"),
+    ArticleRecord(id="pie", title="感恩节如何在家烤出完美的南瓜派"),
+    ArticleRecord(id="phone", title="新款折叠屏手机发布，售价近万元"),
+]
+
+
+@pytest.fixture(scope="module")
+def chinese() -> DocBertEncoder:
+    return DocBertEncoder(threads=2).fit(TrainingCorpus(articles={a.id: a for a in TOUTIAO}))
+
+
+def test_auto_picks_multilingual_e5_for_chinese_titles_and_minilm_for_english(chinese, encoder):
+    assert (chinese.model, chinese.params()["model"], chinese.dim) == ("e5", "e5", 384)
+    assert encoder.model == "minilm"  # fitted on nothing: the default
+    english = DocBertEncoder().fit(TrainingCorpus(articles={"a": ArticleRecord(id="a", title="Lakers win")}))
+    assert english.model == "minilm"
+    # The model is a parameter (the nightly job's reuse key) and part of the version.
+    assert chinese.version != encoder.version
+
+
+def test_same_story_chinese_pairs_are_closer_than_unrelated_ones(chinese):
+    vectors = chinese.encode(TOUTIAO)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    for a, b in ((0, 1), (2, 3)):
+        unrelated = max(sims[a, c] for c in range(len(TOUTIAO)) if c not in (a, b))
+        assert sims[a, b] > unrelated + 0.03, (a, b, sims[a, b], unrelated)
+
+
+def test_e5_is_chosen_before_fit_by_the_first_batch_and_loads_back(chinese, tmp_path):
+    fresh = DocBertEncoder()
+    assert fresh.model == "auto" and not fresh.encode([ArticleRecord(id="blank")]).any()
+    np.testing.assert_allclose(fresh.encode(TOUTIAO[:2]), chinese.encode(TOUTIAO[:2]), atol=1e-6)
+    assert fresh.model == "e5" and fresh.version == chinese.version
+    chinese.save(tmp_path / "doc2vec")
+    loaded = DocBertEncoder.load(tmp_path / "doc2vec")
+    assert loaded.model == "e5" and loaded.version == chinese.version
+    np.testing.assert_array_equal(loaded.encode(TOUTIAO), chinese.encode(TOUTIAO))

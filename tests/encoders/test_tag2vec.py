@@ -140,26 +140,83 @@ def test_a_corpus_without_tags_cannot_be_trained():
         Tag2VecEncoder(dim=8, epochs=1).fit(corpus)
 
 
-def test_the_version_follows_the_training_data():
-    def tagged(n: int, *tags: str) -> ArticleRecord:
-        return ArticleRecord(id=f"a{n}", tags=tuple((t, 1.0 - i / 10) for i, t in enumerate(tags)))
+def tagged(n: int, *tags: str) -> ArticleRecord:
+    return ArticleRecord(id=f"a{n}", tags=tuple((t, 1.0 - i / 10) for i, t in enumerate(tags)))
 
+
+def test_the_version_is_a_digest_of_the_weights(tmp_path):
     articles = {a.id: a for a in [tagged(0, "x", "y"), tagged(1, "y", "z"), tagged(2, "z", "w")]}
     first = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus(articles, {"u": ["a0", "a1"]}))
     again = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus(articles, {"u": ["a0", "a1"]}))
     other = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus(articles, {"u": ["a1", "a2"]}))
-    wider = Tag2VecEncoder(dim=16, epochs=1).fit(TrainingCorpus(articles, {"u": ["a0", "a1"]}))
-    assert first.version == again.version
-    assert len({first.version, other.version, wider.version}) == 3
+    # fastText's lock-free training may give other weights on the same sentences: then the
+    # version differs (the embedding cache, keyed by version, never mixes the two), else not.
+    same_weights = all(np.array_equal(getattr(first.model_, m)(), getattr(again.model_, m)())
+                       for m in ("get_input_matrix", "get_output_matrix"))
+    assert (first.version == again.version) == same_weights
+    assert len({first.version, other.version}) == 2
+    # The same weights give the same version, read back from disk or computed anew.
+    first.save(tmp_path / "m")
+    loaded = Tag2VecEncoder.load(tmp_path / "m")
+    assert loaded.version == loaded._weights_digest() == first.version
+    # One weight changed is another version.
+    loaded.model_.set_matrices(loaded.model_.get_input_matrix() * 1.001, loaded.model_.get_output_matrix())
+    assert loaded._weights_digest() != first.version
+
+
+def test_idf_weights_drop_the_tags_every_article_carries():
+    corpus = TrainingCorpus({a.id: a for a in [
+        tagged(0, "breaking", "video", "rugby", "scrum"), tagged(1, "breaking", "video", "opera"),
+        tagged(2, "breaking", "video", "bonds", "yields"), tagged(3, "breaking", "video", "rugby")]})
+    idf = Tag2VecEncoder(dim=8, epochs=2, weighting="idf").fit(corpus)
+    weights = dict(zip(["breaking", "opera", "rugby", "never_seen"],
+                       idf.tag_weights(["breaking", "opera", "rugby", "never_seen"])))
+    assert weights["breaking"] == 0 and weights["opera"] == weights["never_seen"] > weights["rugby"] > 0
+    # An article whose only rare tag is "opera" points exactly along it; equal weights let the
+    # two tags every article carries pull it off.
+    opera = normalise(idf.token_vectors(["opera"]))[0]
+    assert idf.encode([corpus.articles["a1"]])[0] @ opera == pytest.approx(1.0, abs=1e-5)
+    equal = Tag2VecEncoder(dim=8, epochs=2, weighting="equal").fit(corpus)
+    assert equal.encode([corpus.articles["a1"]])[0] @ normalise(equal.token_vectors(["opera"]))[0] < 0.99
+
+
+def test_top_limits_the_tags_summed_and_zero_takes_them_all(encoder):
+    four = tagged(0, "football_goal", "football_striker", "football_derby", "tennis_serve")
+    raw = encoder.token_vectors(top_tags(four, k=4))
+    assert encoder.top == 0
+    np.testing.assert_allclose(encoder.encode([four])[0], normalise(raw.sum(axis=0, keepdims=True))[0], atol=1e-5)
+    three = Tag2VecEncoder(dim=DIM, top=3)
+    three.model_, three.version = encoder.model_, encoder.version
+    np.testing.assert_allclose(three.encode([four])[0], normalise(raw[:3].sum(axis=0, keepdims=True))[0], atol=1e-5)
+
+
+def test_unknown_weighting_is_refused():
+    with pytest.raises(ValueError, match="weighting"):
+        Tag2VecEncoder(weighting="tf")
 
 
 def test_the_registry_builds_it_from_settings():
-    settings = Settings(_env_file=None, tag2vec_dim=24, tag2vec_epochs=3, threads=1, seed=5)
+    settings = Settings(_env_file=None, tag2vec_dim=24, tag2vec_epochs=3, threads=1, seed=5,
+                        tag2vec_top=3, tag2vec_weighting="idf", tag2vec_title_words=True)
     encoder = build_encoder("tag2vec", settings)
     assert isinstance(encoder, Tag2VecEncoder)
     assert (encoder.dim, encoder.epochs, encoder.threads, encoder.seed) == (24, 3, 1, 5)
+    assert (encoder.top, encoder.weighting, encoder.title_words) == (3, "idf", True)
 
 
 def test_the_synthetic_topics_cover_many_categories():
     # The planted-structure checks above are only meaningful with many topics to confuse.
     assert sum(len(t) for t in TOPICS.values()) >= 10
+
+
+def test_character_ngrams_follow_the_language_of_the_tags(encoder):
+    assert encoder.char_ngrams == "3-6" and encoder.model_.f.getArgs().minn == 3
+    chinese = TrainingCorpus({a.id: a for a in [tagged(0, "股份有限公司", "年度报告", "上海证券交易所"),
+                                                tagged(1, "基金", "股票", "年度报告"), tagged(2, "湖人", "詹姆斯", "NBA")]})
+    fitted = Tag2VecEncoder(dim=8, epochs=1).fit(chinese)
+    assert fitted.char_ngrams == "1-3" and fitted.params()["char_ngrams"] == "1-3"
+    assert (fitted.model_.f.getArgs().minn, fitted.model_.f.getArgs().maxn) == (1, 3)
+    # A tag never seen still gets a vector from the characters it shares with known ones.
+    assert not fitted.knows("股份") and np.linalg.norm(fitted.token_vectors(["股份"])) > 0
+    with pytest.raises(ValueError, match="char_ngrams"):
+        Tag2VecEncoder(char_ngrams="2-5")
