@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-toutiao", action="store_true")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
     summary = Table(title="fused / real-time hot at K=200 (test window)")
     for column in ("data", "fused R@200", "hot R@200", "ratio"):
         summary.add_column(column, justify="right")
@@ -86,9 +86,10 @@ def main() -> None:
             summary.add_row(name, f"{fused:.3f}", f"{hot:.3f}", f"{fused / hot:.2f}" if hot else "-")
     console.print(summary)
     if not args.skip_toutiao:
-        from bench.purity import main as purity
+        from bench.purity import SUBSETS, table_of, toutiao_purity
 
-        purity()
+        for subset in SUBSETS:
+            console.print(table_of(toutiao_purity(subset)))
 
 
 if __name__ == "__main__":
