@@ -146,6 +146,17 @@ class Settings(BaseSettings):
     cluster_centre_fresh_hours: float = Field(72.0, gt=0)
     cluster_centre_candidates: int = Field(200, ge=1)
 
+    # The item graph and its walks (encoders/graph.py), shared by graph2vec and eges: consecutive
+    # clicks of one user at most this far apart link two articles; an edge's weight halves per
+    # half-life of age; p = q = 1 is DeepWalk, else Node2vec (return p, in-out q).
+    graph_session_gap_seconds: float = Field(1800.0, gt=0)
+    graph_half_life_days: float = Field(7.0, gt=0)
+    graph_walks_per_node: int = Field(10, ge=1)
+    graph_walk_length: int = Field(20, ge=2)
+    graph_p: float = Field(1.0, gt=0)
+    graph_q: float = Field(1.0, gt=0)
+    eges_epochs: int = Field(2, ge=1)
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'recall.db').resolve()}"

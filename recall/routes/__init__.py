@@ -38,6 +38,8 @@ ROUTES: dict[str, RouteSpec] = {spec.name: spec for spec in [
     i2i("item2vec", floor=0.5, weight=0.5, description="articles clicked by the same readers (fastText on click sequences)"),
     i2i("media2vec", floor=0.8, weight=0.3, description="articles of media read by the same readers"),
     i2i("entity2vec", weight=0.5, description="neighbours by knowledge-graph entity vectors"),
+    i2i("graph2vec", floor=0.5, weight=0.5, description="neighbours on the click graph: fastText over DeepWalk/Node2vec walks"),
+    i2i("eges", floor=0.5, weight=0.5, description="EGES: graph walks with side information; new articles from tags, category, media"),
     RouteSpec("dssm", "u2i", UserVectorRoute.over("dssm", "dssm"), cfg("dssm", 1.0),
               encoder="dssm", user_vector="dssm", searches="dssm",
               description="two-tower DSSM: the user tower's vector against the item tower's index"),
