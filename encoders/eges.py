@@ -94,10 +94,10 @@ class EGESEncoder(GraphWalks, SkipsUnreadable):
     name = "eges"
     requires_fit = True
 
-    def __init__(self, dim: int = 32, epochs: int = 2, window: int = 3, negatives: int = 5,
-                 batch_size: int = 2048, lr: float = 0.02, min_count: int = 2, threads: int = 1,
+    def __init__(self, dim: int = 32, epochs: int = 1, window: int = 3, negatives: int = 5,
+                 batch_size: int = 4096, lr: float = 0.03, min_count: int = 2, threads: int = 1,
                  seed: int = 7, session_gap_seconds: float = 1800.0, half_life_days: float = 7.0,
-                 walks_per_node: int = 10, walk_length: int = 20, p: float = 1.0, q: float = 1.0):
+                 walks_per_node: int = 5, walk_length: int = 10, p: float = 1.0, q: float = 1.0):
         self.dim_ = dim
         self.epochs = epochs
         self.window = window

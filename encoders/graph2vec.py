@@ -27,7 +27,7 @@ class Graph2VecEncoder(GraphWalks, Item2VecEncoder):
     def __init__(self, dim: int = 64, epochs: int = 5, window: int = 5, min_count: int = 1,
                  threads: int = 2, seed: int = 7, buckets: int = 0, subwords: bool = False,
                  sample: float | None = None, session_gap_seconds: float = 1800.0,
-                 half_life_days: float = 7.0, walks_per_node: int = 10, walk_length: int = 20,
+                 half_life_days: float = 7.0, walks_per_node: int = 5, walk_length: int = 10,
                  p: float = 1.0, q: float = 1.0):
         super().__init__(dim=dim, epochs=epochs, window=window, min_count=min_count, threads=threads,
                          seed=seed, buckets=buckets, subwords=subwords, sample=sample)

@@ -151,11 +151,11 @@ class Settings(BaseSettings):
     # half-life of age; p = q = 1 is DeepWalk, else Node2vec (return p, in-out q).
     graph_session_gap_seconds: float = Field(1800.0, gt=0)
     graph_half_life_days: float = Field(7.0, gt=0)
-    graph_walks_per_node: int = Field(10, ge=1)
-    graph_walk_length: int = Field(20, ge=2)
+    graph_walks_per_node: int = Field(5, ge=1)
+    graph_walk_length: int = Field(10, ge=2)
     graph_p: float = Field(1.0, gt=0)
     graph_q: float = Field(1.0, gt=0)
-    eges_epochs: int = Field(2, ge=1)
+    eges_epochs: int = Field(1, ge=1)
 
     @property
     def sqlalchemy_url(self) -> str:
