@@ -107,7 +107,7 @@ def coverage(scratch: Path) -> Table:
             table.add_row(f"{name}: no model in the build", "", "")
             continue
         has = np.linalg.norm(load_encoder(name, model).encode(records), axis=1) > 0
-        table.add_row(f"has a {name} vector", f"{has.mean():.1%}", f"{weights[has].sum() / weights.sum():.1%}")
+        table.add_row(f"{name} gives a vector", f"{has.mean():.1%}", f"{weights[has].sum() / weights.sum():.1%}")
     return table
 
 
