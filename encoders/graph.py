@@ -15,8 +15,9 @@ KnightKing and PecanPy): a neighbour drawn by weight is kept with probability
 1/q elsewhere; the rejected walkers draw again, all of them at once. p = q = 1 is DeepWalk.
 
 Why not a library: ``pecanpy`` (numba) pins numpy 1.26 against the platform's numpy 2;
-``csrgraph`` pulls numba and pandas and is unmaintained since 2022; ``pycleora`` embeds by
-iterated neighbour averaging and makes no walks (README, "Graph routes").
+``pycleora`` embeds by iterated neighbour averaging and makes no walks; ``csrgraph`` (numba and
+pandas) walks Node2vec 3x slower than this and compiles for 30-80 s in every new process
+(README, "Graph routes and EGES").
 """
 
 from __future__ import annotations
