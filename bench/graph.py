@@ -12,7 +12,8 @@ torch on one thread). Fit times include building the graph and walking it.
 ``python -m bench.graph --coverage DIR``: the cold-start table of a replay kept with
 ``recall eval --keep`` (DIR: its scratch folder, ``var/eval/RUN``): the share of the articles
 clicked after the split (and of those clicks) to which each click-trained encoder of the test
-build gives a vector, encoding them as the fast path does.
+build gives a vector, encoding them as the fast path does. Clicks are those of impressions, the
+ones the replay scores (not MIND's histories, stamped at their impression).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def coverage(scratch: Path) -> Table:
     engine = make_engine(f"sqlite:///{(scratch / 'eval.db').resolve()}")
     with make_sessionmaker(engine)() as session:
         articles = {a.id: a for a in sqlstore.iter_articles(session)}
-        clicks = Counter(e.article_id for e in sqlstore.iter_events(session, after=split) if e.kind == "click")
+        clicks = Counter(e.article_id for e in sqlstore.iter_events(session, after=split)
+                         if e.kind == "click" and e.impression_id)
         trained = {aid for seq in sqlstore.click_sequences(session, before=split).values() for aid, _ in seq}
     engine.dispose()
     clicked = sorted(clicks)

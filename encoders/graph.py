@@ -17,7 +17,7 @@ KnightKing and PecanPy): a neighbour drawn by weight is kept with probability
 Why not a library: ``pecanpy`` (numba) pins numpy 1.26 against the platform's numpy 2;
 ``pycleora`` embeds by iterated neighbour averaging and makes no walks; ``csrgraph`` (numba and
 pandas) walks Node2vec 3x slower than this and compiles for 30-80 s in every new process
-(README, "Graph routes and EGES").
+(README, "Graph routes: graph2vec and EGES").
 """
 
 from __future__ import annotations
