@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--coverage", type=Path, help="a kept replay's scratch folder: the cold-start table only")
     args = parser.parse_args()
     if args.coverage:
-        Console().print(coverage(args.coverage))
+        Console(width=160).print(coverage(args.coverage))
         return
     table = Table(title=f"item graph, {WALKS} walks/node of {LENGTH} steps (seconds)")
     for column in ("world", "articles", "clicks", "nodes", "edges", "degree p50/p99", "graph",
@@ -134,7 +134,7 @@ def main() -> None:
         worlds.insert(0, ("MIND sample", mind_corpus))
     for label, corpus in worlds:
         table.add_row(*measure(label, corpus(), args.threads))
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":
