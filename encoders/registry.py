@@ -14,7 +14,9 @@ from pathlib import Path
 from encoders.base import Encoder
 from encoders.doc2vec import DocBertEncoder, default_doc_model_path
 from encoders.dssm import DSSMEncoder
+from encoders.eges import EGESEncoder
 from encoders.entity2vec import EntityVectorEncoder
+from encoders.graph2vec import Graph2VecEncoder
 from encoders.img2vec import ImageResNetEncoder
 from encoders.item2vec import Item2VecEncoder, Media2VecEncoder
 from encoders.tag2vec import Tag2VecEncoder
@@ -65,7 +67,15 @@ ENCODERS: dict[str, tuple[type, Callable[[Settings], Encoder]]] = {
     "entity2vec": (EntityVectorEncoder, _entity2vec),
     # Small tensors: one torch thread beats two on a shared 2-core machine (bench/encoders.py).
     "dssm": (DSSMEncoder, lambda s: DSSMEncoder(epochs=s.dssm_epochs, threads=1, seed=s.seed)),
+    "graph2vec": (Graph2VecEncoder, lambda s: Graph2VecEncoder(threads=s.threads, seed=s.seed, **_graph_walks(s))),
+    "eges": (EGESEncoder, lambda s: EGESEncoder(epochs=s.eges_epochs, threads=1, seed=s.seed, **_graph_walks(s))),
 }
+
+
+def _graph_walks(s: Settings) -> dict:
+    return {"session_gap_seconds": s.graph_session_gap_seconds, "half_life_days": s.graph_half_life_days,
+            "walks_per_node": s.graph_walks_per_node, "walk_length": s.graph_walk_length,
+            "p": s.graph_p, "q": s.graph_q}
 
 
 def build_encoder(name: str, settings: Settings) -> Encoder:

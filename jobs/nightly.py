@@ -393,6 +393,7 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
                         m["skipped"] = str(exc)
                         continue
                     encoder.save(model_dir)
+                    m.update(getattr(encoder, "training_metrics_", {}))  # the graph's size (graph2vec, eges)
                 m.update(version=encoder.version, dim=encoder.dim)
                 manifest_encoders[encoder_name] = encoder.version
                 training_inputs[encoder_name] = key

@@ -169,6 +169,16 @@ class Settings(BaseSettings):
     itemcf_partners: int = Field(20, ge=1)
     itemcf_half_life_hours: float = Field(24.0, gt=0)
     itemcf_cap: int = Field(200, ge=10)
+    # The item graph and its walks (encoders/graph.py), shared by graph2vec and eges: consecutive
+    # clicks of one user at most this far apart link two articles; an edge's weight halves per
+    # half-life of age; p = q = 1 is DeepWalk, else Node2vec (return p, in-out q).
+    graph_session_gap_seconds: float = Field(1800.0, gt=0)
+    graph_half_life_days: float = Field(7.0, gt=0)
+    graph_walks_per_node: int = Field(5, ge=1)
+    graph_walk_length: int = Field(10, ge=2)
+    graph_p: float = Field(1.0, gt=0)
+    graph_q: float = Field(1.0, gt=0)
+    eges_epochs: int = Field(1, ge=1)
 
     @property
     def sqlalchemy_url(self) -> str:
