@@ -15,13 +15,13 @@ from recall.catalog import ItemCatalog, ItemMeta
 from recall.domain import HISTORY_SOURCE, ContextNeeds, EventRecord, RequestContext, to_unix
 from recall.live import LiveSnapshot, WindowCounts
 from recall.online import OnlineStore
-from recall.rebuild import mark_whole, rebuild_if_empty
+from recall.rebuild import rebuild_if_empty
 from recall.routes.base import RouteConfig
 from recall.routes.itemcf import ItemCFRoute
 from recall.service import RecallService
 from recall.serving import ServingState
 from tests.conftest import REDIS_URL
-from tests.recall.test_online import CountingRedis
+from tests.recall.test_online import CountingRedis, make_store  # noqa: F401 (a fixture)
 
 T0 = datetime(2026, 11, 10, 12, 0)
 NOW = to_unix(T0)
@@ -44,21 +44,6 @@ def co_clicks(store: OnlineStore, article: str, now: float = NOW + HOUR) -> dict
     store.r.delete(store.k("u", reader, "clicks"))
     rows, counts = ctx.co_clicks.get(article, (np.zeros(0, np.int32), np.zeros(0)))
     return {catalog.ids[r]: float(c) for r, c in zip(rows, counts)}
-
-
-@pytest.fixture
-def make_store(redis_client, settings):
-    stores = []
-
-    def make(**overrides) -> OnlineStore:
-        store = OnlineStore(redis_client, settings.model_copy(update=overrides))
-        mark_whole(store, "tests")
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.flush_namespace()
 
 
 def test_a_click_pairs_with_the_same_users_clicks_of_the_session_window_before_it(make_store):
