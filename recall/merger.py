@@ -11,8 +11,9 @@ Plain RRF (``agreement = 1``) lets routes that search the same space vote many t
 six routes querying the tag2vec index (tag2vec, user2vec, crosstag, group profile...) agree on
 items nobody clicks and outvote real-time hot (fused R@50 0.317 against 0.441 without them).
 Pure max (``agreement = 0``) wastes real agreement: on the synthetic world, where content
-routes are right, R@50 fell from 0.472 to 0.307. A quarter keeps most of both (0.427 on MIND,
-0.456 on synthetic; README). An item keeps every route's provenance either way; a route's top
+routes are right, R@50 fell from 0.472 to 0.307. In between, the agreement is fitted with the
+route weights on a validation window (``recall eval --tune-from``): both MIND-sample and the
+synthetic world chose 0.5, the default (README, "Evaluation"). An item keeps every route's provenance either way; a route's top
 items reach the fused list in proportion to its weight.
 
 The fusion runs on arrays; ``Provenance`` objects are made only for the ``n`` items returned.

@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     weight_ctr: float = 0.2
     weight_freshness: float = 0.5
     freshness_half_life_hours: float = Field(24.0, gt=0)
-    # How much routes agreeing on an item add beyond its best route (recall/merger.py).
-    merger_agreement: float = Field(0.25, ge=0.0, le=1.0)
+    # How much routes agreeing on an item add beyond its best route (recall/merger.py); 0.5 is
+    # what the tuning windows of both MIND-sample and the synthetic world chose.
+    merger_agreement: float = Field(0.5, ge=0.0, le=1.0)
     # Open read-only recall without an API key (the embedded demo turns this on).
     open_recall: bool = False
     # How often a serving process looks for a newly published build.

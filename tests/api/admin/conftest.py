@@ -24,6 +24,7 @@ from jobs.nightly import run_nightly
 from recall.credentials import create_user
 from recall.db import make_engine, upgrade
 from recall.online import OnlineStore
+from recall.routeconfig import update_route_config
 from recall.settings import Settings
 from recall.synthetic import generate
 from tests.api.conftest import REDIS_URL, BuiltWorld
@@ -66,6 +67,8 @@ def admin_world(tmp_path_factory) -> Iterator[AdminWorld]:
     build = run_nightly(settings, engine, online)
     with Session(engine) as session:
         create_user(session, EDITOR, PASSWORD)
+        # The generated world's last hour may show nothing: "shown" counts hot's 6 hours here.
+        update_route_config(session, "shown", "tests", params={"window_hours": 6.0})
     clicks = Counter(e.user_id for e in world.events if e.kind == "click")
     yield AdminWorld(settings, engine, world, build, reader=clicks.most_common(1)[0][0])
     online.flush_namespace()
