@@ -23,6 +23,9 @@ bench: install
 	$(PYTHON) -m bench.fastpath
 	$(PYTHON) -m bench.serving
 	$(PYTHON) -m bench.faults
+	$(PYTHON) -m bench.quality
+	$(PYTHON) -m bench.world --sizes small
+	$(PYTHON) -m bench.graph
 
 # docs/admin/*.png: every admin page over a demo-sized world, in Debian's headless chromium.
 screenshots: install
