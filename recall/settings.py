@@ -139,6 +139,11 @@ class Settings(BaseSettings):
     threads: int = Field(2, ge=1)
     seed: int = 7
 
+    # Ray under the nightly (jobs/raywork.py): empty starts a local Ray of ``threads`` CPUs for
+    # the run; "host:port" (a cluster's GCS address) runs the nightly on that cluster.
+    ray_address: str = ""
+    ray_object_store_mb: int = Field(1024, ge=100)
+
     # User profiles and vectors (recall/profiles.py, recall/uservectors.py).
     profile_half_life_days: float = Field(7.0, gt=0)
     profile_cap: int = Field(300, ge=10)  # profile entries kept per user, weakest dropped first

@@ -5,11 +5,13 @@ a temporary var directory. Everything is removed after the test.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
 
 import pytest
+import ray
 import redis
 from sqlalchemy import text
 
@@ -21,6 +23,16 @@ from recall.settings import Settings
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PG_URL = os.environ.get("RECALL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("RECALL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_ray():
+    """One local Ray for the whole session (the nightly's steps are Ray work): two CPUs, a capped
+    object store. ``jobs.raywork.ray_runtime`` uses it instead of starting its own per run."""
+    ray.init(num_cpus=2, object_store_memory=512 << 20, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture
