@@ -60,7 +60,8 @@ def test_every_encoder_builds_its_route(settings, sqlite_engine, online, world_w
             assert len(state.indexes[name]) > 0, f"route {name} has an empty index"
     assert len(state.indexes["img2vec"]) == with_images
 
-    service = RecallService(online, state)
+    # No time budgets: this checks that every route answers, not how fast a loaded machine is.
+    service = RecallService(online, state, enforce_budgets=False)
     assert set(service.routes) == set(ROUTES)
     clicker = max(world.user_interests, key=lambda u: sum(1 for e in world.events
                                                            if e.user_id == u and e.kind == "click" and e.ts < cutoff))
