@@ -85,10 +85,13 @@ def tag_vectors(encoder, corpus: TrainingCorpus) -> TagVectors:
     return TagVectors(tags, encoder.token_vectors(tags) if tags else np.zeros((0, encoder.dim), np.float32))
 
 
-def train_lstm(settings: Settings, corpus: TrainingCorpus, item_index: VectorIndex):
+def train_lstm(settings: Settings, click_sequences: Mapping[str, Sequence[str]], items: ItemInputs):
+    """The click LSTM, trained whole: the nightly runs it as one Ray task of the one CPU it
+    uses (one thread: the build's vectors do not depend on how many CPUs a node has)."""
     from encoders.user_lstm import ClickLSTMUserEncoder
 
-    sequences = [_all_click_vectors(clicks, item_index) for clicks in corpus.click_sequences.values()]
+    item_index = items.item_index()
+    sequences = [_all_click_vectors(clicks, item_index) for clicks in click_sequences.values()]
     return ClickLSTMUserEncoder(item_index.dim, max_clicks=settings.user_vector_clicks,
                                 epochs=settings.user_lstm_epochs, seed=settings.seed).fit(sequences)
 
@@ -130,40 +133,43 @@ def partitions(users: Sequence[str], size: int) -> list[Sequence[str]]:
 
 
 @dataclass(frozen=True)
-class UserVectorInputs:
-    """What every user partition's task reads, put in the object store once: the user models,
-    the item index's rows (its vector lookups; its search structures stay behind) and the
-    catalog's metadata (an index and a catalog hold locks, which do not pickle)."""
+class ItemInputs:
+    """What the user tasks read of the articles, put in the object store once: the item index's
+    rows (its vector lookups; its search structures stay behind) and the catalog's metadata (an
+    index and a catalog hold locks, which do not pickle)."""
 
-    models: UserModels
     item_ids: list[str] | None
     item_vectors: np.ndarray | None
     items: dict[str, ItemMeta]
 
     @classmethod
-    def of(cls, models: UserModels, item_index: VectorIndex | None, catalog: ItemCatalog) -> UserVectorInputs:
+    def of(cls, item_index: VectorIndex | None, catalog: ItemCatalog) -> ItemInputs:
         if item_index is None:
-            return cls(models, None, None, dict(catalog.items()))
-        return cls(models, item_index.ids, np.asarray(item_index.vectors), dict(catalog.items()))
+            return cls(None, None, dict(catalog.items()))
+        return cls(item_index.ids, np.asarray(item_index.vectors), dict(catalog.items()))
 
     def item_index(self) -> VectorIndex | None:
         return None if self.item_ids is None else VectorIndex(self.item_ids, self.item_vectors)
 
+    def catalog(self) -> ItemCatalog:
+        return ItemCatalog(self.items)
 
-def user_vector_partition(inputs: UserVectorInputs, click_sequences: dict[str, Sequence[str]],
+
+def user_vector_partition(models: UserModels, items: ItemInputs, click_sequences: dict[str, Sequence[str]],
                           profiles: dict[str, UserProfile]) -> dict[str, dict[str, np.ndarray]]:
-    return user_vectors(inputs.models, click_sequences, profiles, inputs.item_index(), ItemCatalog(inputs.items))
+    return user_vectors(models, click_sequences, profiles, items.item_index(), items.catalog())
 
 
 def partitioned_user_vectors(settings: Settings, models: UserModels, corpus: TrainingCorpus,
-                             profiles: dict[str, UserProfile], item_index: VectorIndex | None,
-                             catalog: ItemCatalog) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+                             profiles: dict[str, UserProfile], items: ray.ObjectRef
+                             ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
     """``user_vectors`` of every user, by partitions of ``settings.user_partition_users`` users
-    as Ray tasks; the vectors (users in the corpus' order) and the nodes that computed them."""
-    inputs = ray.put(UserVectorInputs.of(models, item_index, catalog))
+    as Ray tasks (``items``: the put ``ItemInputs``); the vectors (users in the corpus' order)
+    and the nodes that computed them."""
+    shared = ray.put(models)
     users = list(corpus.click_sequences)
     parts, nodes = map_tasks(user_vector_partition, [
-        (inputs, {u: corpus.click_sequences[u] for u in part}, {u: profiles[u] for u in part})
+        (shared, items, {u: corpus.click_sequences[u] for u in part}, {u: profiles[u] for u in part})
         for part in partitions(users, settings.user_partition_users)])
     out: dict[str, dict[str, np.ndarray]] = {}
     for part in parts:
@@ -321,14 +327,16 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
             models.tag_vectors = tag_vectors(encoders[TAG_ROUTE], corpus)
             m["tags"] = len(models.tag_vectors.tags)
         models.categories = sorted({meta.category for _, meta in catalog.items() if meta.category})
+        items, nodes = ray.put(ItemInputs.of(item_index, catalog)), set()
         if item_index is not None:
             try:
-                models.lstm = train_lstm(settings, corpus, item_index)
+                models.lstm, lstm_nodes = run_task(train_lstm, settings, corpus.click_sequences, items)
+                nodes.update(lstm_nodes)
             except NothingToLearn as exc:
-                m["lstm_skipped"] = str(exc)
-        computed, nodes = partitioned_user_vectors(settings, models, corpus, profiles, item_index, catalog)
+                m["lstm_skipped"] = str(getattr(exc, "cause", exc))  # a task's error: its cause, no traceback
+        computed, vector_nodes = partitioned_user_vectors(settings, models, corpus, profiles, items)
         vectors = {**computed, **nightly_vectors}
-        m.update(items=len(corpus.click_sequences), nodes=nodes,
+        m.update(items=len(corpus.click_sequences), nodes=sorted(nodes.union(vector_nodes)),
                  **{f"users:{k}": len(v) for k, v in vectors.items()})
 
     build = UserBuild(models, vectors)

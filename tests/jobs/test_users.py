@@ -23,7 +23,13 @@ from encoders.base import TrainingCorpus
 from encoders.dssm import DSSMEncoder
 from jobs.ingest.synthetic import ingest_synthetic
 from jobs.nightly import load_corpus, run_nightly
-from jobs.users import encode_users_partitioned, partitioned_user_vectors, user_histories, user_vectors
+from jobs.users import (
+    ItemInputs,
+    encode_users_partitioned,
+    partitioned_user_vectors,
+    user_histories,
+    user_vectors,
+)
 from recall.clusterstore import ClusterStore
 from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.domain import ContextNeeds, EventRecord, to_unix
@@ -107,7 +113,8 @@ def test_user_vectors_by_partitions_are_one_process_vectors(built):
     models, index = state.users, state.indexes["tag2vec"]
     profiles = built.online.profiles(list(corpus.click_sequences))
     settings = built.settings.model_copy(update={"user_partition_users": 50})  # 240 users: 5 tasks
-    parted, nodes = partitioned_user_vectors(settings, models, corpus, profiles, index, state.catalog)
+    parted, nodes = partitioned_user_vectors(settings, models, corpus, profiles,
+                                             ray.put(ItemInputs.of(index, state.catalog)))
     whole = user_vectors(models, corpus.click_sequences, profiles, index, state.catalog)
     assert nodes == [ray.get_runtime_context().get_node_id()]
     assert sorted(parted) == sorted(whole) == ["bnb", "lstm", "tag"]
