@@ -1,16 +1,21 @@
 """The nightly job's user half: profiles, user vectors, clustering (full refresh), cluster lists.
 
-Steps, each recorded in ``job_runs``:
+Steps, each recorded in ``job_runs`` with the Ray nodes that did its work (``nodes``):
 
 * ``users:profiles``: every user's profile rebuilt from SQL clicks through the same Lua script
   that applies live clicks (``OnlineStore.apply_clicks_to_profiles``), one user at a time, so
-  a profile is never missing for longer than its own rebuild.
+  a profile is never missing for longer than its own rebuild. It stays in the driver: its work
+  is the Redis server's (one script call per thousand users), which tasks in parallel would only
+  queue on, and the driver already holds the clicks.
 * ``users:vectors``: the tag2vec vector of every tag; the LSTM over recent clicks (trained
-  here); every user's vectors of each kind, computed by ``UserModels`` exactly as online.
-* ``clusters:kmeans-{kind}``: k by the elbow, faiss k-means, labels matched to the previous
-  build's centres (Hungarian), multi-membership, label stability against the previous build,
-  cluster profiles, group vectors and cluster-centre candidates.
-* ``clusters:rule``: dynamic rule clustering over the users' top topics.
+  whole in one Ray task); every user's vectors of each kind, computed by ``UserModels`` exactly
+  as online, by partitions of ``settings.user_partition_users`` users as Ray tasks (the models
+  and the article inputs put in the object store once).
+* ``clusters:kmeans-{kind}``: k by the elbow and faiss k-means in one Ray task of
+  ``task_cpus`` CPUs, labels matched to the previous build's centres (Hungarian),
+  multi-membership, label stability against the previous build; then in the driver cluster
+  profiles, group vectors and cluster-centre candidates.
+* ``clusters:rule``: dynamic rule clustering over the users' top topics, one Ray task.
 
 Nothing here touches what requests read (the profiles excepted: they are online state, in tag
 space whatever the build, rebuilt from the same SQL events). ``publish_users`` writes the new
@@ -32,7 +37,7 @@ import ray
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import load_encoder
-from jobs.raywork import map_tasks, run_task, task_cpus
+from jobs.raywork import map_tasks, node_id, run_task, task_cpus
 from jobs.runs import JobRecorder
 from recall import buildkeys, clustering, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
@@ -295,9 +300,10 @@ def cluster_kmeans(settings: Settings, scheme: str, kind: str, users: Sequence[s
     return model, members, metrics
 
 
-def cluster_rule(settings: Settings, profiles: dict[str, UserProfile], previous_dir: Path | None
+def cluster_rule(settings: Settings, interests: Mapping[str, Sequence[str]], previous_dir: Path | None
                  ) -> tuple[clustering.ClusterModel, dict[str, list[str]], dict]:
-    interests = {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+    """Rule clusters over each user's top ``settings.rule_top_k`` topics (users with a profile);
+    one Ray task in the nightly, given the topics rather than the whole profiles."""
     assignment = clustering.rule_labels(interests, settings.rule_top_k, settings.rule_min_size)
     labels = sorted(set(assignment.values()) - {clustering.OTHER})
     model = clustering.ClusterModel("rule", "rule", None, labels, TAG_ROUTE, top_k=settings.rule_top_k)
@@ -320,7 +326,7 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
     item_index = indexes.get(TAG_ROUTE)
     with run.step("users:profiles") as m:
         profiles = rebuild_profiles(online, corpus, catalog)
-        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags))
+        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags), nodes=[node_id()])
 
     with run.step("users:vectors") as m:
         if TAG_ROUTE in encoders:
@@ -364,7 +370,8 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
         if not any(profiles.values()):
             m["skipped"] = "no user has a profile"
         else:
-            (model, members, metrics), nodes = run_task(cluster_rule, settings, profiles, previous_dir)
+            interests = {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+            (model, members, metrics), nodes = run_task(cluster_rule, settings, interests, previous_dir)
             if model.labels:
                 add(model, members, metrics)
             else:

@@ -103,7 +103,7 @@ def test_every_step_ran_and_every_scheme_is_in_redis(built):
     elbow = steps["clusters:kmeans-tag"].metrics["elbow"]
     assert len(elbow) > 2 and schemes["kmeans-tag"].k in [k for k, _ in elbow]
     node = ray.get_runtime_context().get_node_id()
-    for step in ["users:vectors", "neighbours:tag2vec", *[f"clusters:{s}" for s in SCHEMES]]:
+    for step in ["users:profiles", "users:vectors", "neighbours:tag2vec", *[f"clusters:{s}" for s in SCHEMES]]:
         assert steps[step].metrics["nodes"] == [node], step
 
 
