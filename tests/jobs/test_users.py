@@ -19,14 +19,16 @@ from rich.console import Console
 from sklearn.metrics import adjusted_rand_score
 from sqlalchemy import select
 
-from encoders.base import TrainingCorpus
+from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.dssm import DSSMEncoder
 from jobs.ingest.synthetic import ingest_synthetic
 from jobs.nightly import load_corpus, run_nightly
+from jobs.raywork import run_task
 from jobs.users import (
     ItemInputs,
     encode_users_partitioned,
     partitioned_user_vectors,
+    train_lstm,
     user_histories,
     user_vectors,
 )
@@ -122,6 +124,14 @@ def test_user_vectors_by_partitions_are_one_process_vectors(built):
         assert list(parted[kind]) == list(vectors), kind
         np.testing.assert_allclose(np.stack(list(parted[kind].values())), np.stack(list(vectors.values())),
                                    atol=1e-5, err_msg=kind)
+
+
+def test_an_lstm_with_nothing_to_learn_fails_its_task_with_the_reason(settings):
+    items = ray.put(ItemInputs(["a1"], np.ones((1, 4), np.float32), {}))
+    with pytest.raises(NothingToLearn) as caught:
+        run_task(train_lstm, settings, {"u1": ["a1"], "u2": ["unknown", "a1"]}, items)
+    # What the users:vectors step records as the reason it skipped the LSTM.
+    assert str(caught.value.cause) == "user_lstm: no user has two clicks with item vectors"
 
 
 def test_a_user_tower_by_partitions_encodes_as_one_process(built, tmp_path):
