@@ -51,6 +51,7 @@ from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
 from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
 from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
+from jobs.shards import compute_neighbours
 from jobs.users import build_users, publish_users
 from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
@@ -410,9 +411,10 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
             if ROUTES[route].kind == "i2i":
                 with run.step(f"neighbours:{route}") as m:
                     floor = float(configs[route].params.get("cosine_floor", settings.default_cosine_floor))
-                    table = index.compute_neighbours(settings.neighbour_depth, floor)
+                    table, nodes = compute_neighbours(index, settings.neighbour_depth, floor,
+                                                      settings.neighbour_shard_rows)
                     m.update(items=index.built, depth=table.depth, floor=floor, pairs=int(len(table.rows)),
-                             mean_neighbours=round(len(table.rows) / max(index.built, 1), 1))
+                             mean_neighbours=round(len(table.rows) / max(index.built, 1), 1), nodes=nodes)
             index.save(staging / "indexes" / route)
             manifest_routes[route] = index.manifest
             counts[f"index:{route}"] = len(index)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import faiss
 import ray
 
 from recall.settings import Settings
@@ -63,6 +64,10 @@ def task_cpus(settings: Settings) -> int:
 
 
 def _tagged(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    # faiss' OpenMP keeps the thread count a reused worker first had (Ray's OMP_NUM_THREADS comes
+    # too late for it): each task uses the CPUs it was given, so tasks side by side do not
+    # oversubscribe the node.
+    faiss.omp_set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     return node_id(), fn(*args)
 
 

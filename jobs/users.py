@@ -1,16 +1,21 @@
 """The nightly job's user half: profiles, user vectors, clustering (full refresh), cluster lists.
 
-Steps, each recorded in ``job_runs``:
+Steps, each recorded in ``job_runs`` with the Ray nodes that did its work (``nodes``):
 
 * ``users:profiles``: every user's profile rebuilt from SQL clicks through the same Lua script
   that applies live clicks (``OnlineStore.apply_clicks_to_profiles``), one user at a time, so
-  a profile is never missing for longer than its own rebuild.
+  a profile is never missing for longer than its own rebuild. It stays in the driver: its work
+  is the Redis server's (one script call per thousand users), which tasks in parallel would only
+  queue on, and the driver already holds the clicks.
 * ``users:vectors``: the tag2vec vector of every tag; the LSTM over recent clicks (trained
-  here); every user's vectors of each kind, computed by ``UserModels`` exactly as online.
-* ``clusters:kmeans-{kind}``: k by the elbow, faiss k-means, labels matched to the previous
-  build's centres (Hungarian), multi-membership, label stability against the previous build,
-  cluster profiles, group vectors and cluster-centre candidates.
-* ``clusters:rule``: dynamic rule clustering over the users' top topics.
+  whole in one Ray task); every user's vectors of each kind, computed by ``UserModels`` exactly
+  as online, by partitions of ``settings.user_partition_users`` users as Ray tasks (the models
+  and the article inputs put in the object store once).
+* ``clusters:kmeans-{kind}``: k by the elbow and faiss k-means in one Ray task of
+  ``task_cpus`` CPUs, labels matched to the previous build's centres (Hungarian),
+  multi-membership, label stability against the previous build; then in the driver cluster
+  profiles, group vectors and cluster-centre candidates.
+* ``clusters:rule``: dynamic rule clustering over the users' top topics, one Ray task.
 
 Nothing here touches what requests read (the profiles excepted: they are online state, in tag
 space whatever the build, rebuilt from the same SQL events). ``publish_users`` writes the new
@@ -22,19 +27,22 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import ray
 
 from encoders.base import NothingToLearn, TrainingCorpus
+from encoders.registry import load_encoder
+from jobs.raywork import map_tasks, node_id, run_task, task_cpus
 from jobs.runs import JobRecorder
 from recall import buildkeys, clustering, sqlstore
-from recall.catalog import ItemCatalog
+from recall.catalog import ItemCatalog, ItemMeta
 from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
-from recall.domain import tag_token
+from recall.domain import ArticleRecord, tag_token
 from recall.index import VectorIndex, normalise
 from recall.online import OnlineStore
 from recall.rebuild import derive_user_keys, utc_now
@@ -82,10 +90,13 @@ def tag_vectors(encoder, corpus: TrainingCorpus) -> TagVectors:
     return TagVectors(tags, encoder.token_vectors(tags) if tags else np.zeros((0, encoder.dim), np.float32))
 
 
-def train_lstm(settings: Settings, corpus: TrainingCorpus, item_index: VectorIndex):
+def train_lstm(settings: Settings, click_sequences: Mapping[str, Sequence[str]], items: ItemInputs):
+    """The click LSTM, trained whole: the nightly runs it as one Ray task of the one CPU it
+    uses (one thread: the build's vectors do not depend on how many CPUs a node has)."""
     from encoders.user_lstm import ClickLSTMUserEncoder
 
-    sequences = [_all_click_vectors(clicks, item_index) for clicks in corpus.click_sequences.values()]
+    item_index = items.item_index()
+    sequences = [_all_click_vectors(clicks, item_index) for clicks in click_sequences.values()]
     return ClickLSTMUserEncoder(item_index.dim, max_clicks=settings.user_vector_clicks,
                                 epochs=settings.user_lstm_epochs, seed=settings.seed).fit(sequences)
 
@@ -100,13 +111,15 @@ def _all_click_vectors(clicks: Sequence[str], item_index: VectorIndex) -> np.nda
     return out
 
 
-def user_vectors(models: UserModels, corpus: TrainingCorpus, profiles: dict[str, UserProfile],
-                 item_index: VectorIndex | None, catalog: ItemCatalog) -> dict[str, dict[str, np.ndarray]]:
+def user_vectors(models: UserModels, click_sequences: Mapping[str, Sequence[str]],
+                 profiles: Mapping[str, UserProfile], item_index: VectorIndex | None, catalog: ItemCatalog
+                 ) -> dict[str, dict[str, np.ndarray]]:
     """kind -> user -> vector for the online kinds, computed as ``UserModels.vectors`` does
-    online (the LSTM batched: one call for every user)."""
+    online (the LSTM batched: one call for every user). One process' reference and each user
+    partition's work (``partitioned_user_vectors``)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     lstm_inputs: list[tuple[str, np.ndarray]] = []
-    for user, clicks in corpus.click_sequences.items():
+    for user, clicks in click_sequences.items():
         newest_first = clicks[::-1]
         for kind, vector in models.vectors(profiles[user], newest_first, item_index, catalog,
                                            with_lstm=False).items():
@@ -118,6 +131,83 @@ def user_vectors(models: UserModels, corpus: TrainingCorpus, profiles: dict[str,
         encoded = models.lstm.encode([v for _, v in lstm_inputs])
         out["lstm"] = {u: encoded[row] for row, (u, _) in enumerate(lstm_inputs)}
     return out
+
+
+def partitions(users: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [users[start:start + size] for start in range(0, len(users), size)]
+
+
+@dataclass(frozen=True)
+class ItemInputs:
+    """What the user tasks read of the articles, put in the object store once: the item index's
+    rows (its vector lookups; its search structures stay behind) and the catalog's metadata (an
+    index and a catalog hold locks, which do not pickle)."""
+
+    item_ids: list[str] | None
+    item_vectors: np.ndarray | None
+    items: dict[str, ItemMeta]
+
+    @classmethod
+    def of(cls, item_index: VectorIndex | None, catalog: ItemCatalog) -> ItemInputs:
+        if item_index is None:
+            return cls(None, None, dict(catalog.items()))
+        return cls(item_index.ids, np.asarray(item_index.vectors), dict(catalog.items()))
+
+    def item_index(self) -> VectorIndex | None:
+        return None if self.item_ids is None else VectorIndex(self.item_ids, self.item_vectors)
+
+    def catalog(self) -> ItemCatalog:
+        return ItemCatalog(self.items)
+
+
+def user_vector_partition(models: UserModels, items: ItemInputs, click_sequences: dict[str, Sequence[str]],
+                          profiles: dict[str, UserProfile]) -> dict[str, dict[str, np.ndarray]]:
+    return user_vectors(models, click_sequences, profiles, items.item_index(), items.catalog())
+
+
+def partitioned_user_vectors(settings: Settings, models: UserModels, corpus: TrainingCorpus,
+                             profiles: dict[str, UserProfile], items: ray.ObjectRef
+                             ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """``user_vectors`` of every user, by partitions of ``settings.user_partition_users`` users
+    as Ray tasks (``items``: the put ``ItemInputs``); the vectors (users in the corpus' order)
+    and the nodes that computed them."""
+    shared = ray.put(models)
+    users = list(corpus.click_sequences)
+    parts, nodes = map_tasks(user_vector_partition, [
+        (shared, items, {u: corpus.click_sequences[u] for u in part}, {u: profiles[u] for u in part})
+        for part in partitions(users, settings.user_partition_users)])
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for part in parts:
+        for kind, vectors in part.items():
+            out.setdefault(kind, {}).update(vectors)
+    return out, nodes
+
+
+def user_histories(articles: Mapping[str, ArticleRecord], click_sequences: Iterable[Sequence[str]]
+                   ) -> list[list[ArticleRecord]]:
+    """Each user's clicked articles, oldest first (id-only records where undescribed)."""
+    return [[articles.get(aid) or ArticleRecord(id=aid, id_only=True) for aid in clicks] for clicks in click_sequences]
+
+
+def encode_user_partition(encoder_name: str, model_dir: Path, articles: dict[str, ArticleRecord],
+                          click_sequences: list[Sequence[str]]) -> np.ndarray:
+    return load_encoder(encoder_name, model_dir).encode_users(user_histories(articles, click_sequences))
+
+
+def encode_users_partitioned(encoder_name: str, model_dir: Path, corpus: TrainingCorpus, partition_users: int
+                             ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """An encoder's user tower (``encode_users``) over every user, by partitions of
+    ``partition_users`` users as Ray tasks, each loading the model saved in ``model_dir`` (a path
+    every node reads) and given the articles its users clicked: user -> vector, and the nodes."""
+    users = list(corpus.click_sequences)
+    arguments = []
+    for part in partitions(users, partition_users):
+        clicks = [corpus.click_sequences[u] for u in part]
+        clicked = {aid for sequence in clicks for aid in sequence}
+        arguments.append((encoder_name, model_dir, {aid: corpus.articles[aid] for aid in clicked
+                                                    if aid in corpus.articles}, clicks))
+    encoded, nodes = map_tasks(encode_user_partition, arguments)
+    return {user: vector for user, vector in zip(users, (row for part in encoded for row in part))}, nodes
 
 
 def activity(corpus: TrainingCorpus, cutoff_ts: float) -> dict[str, str]:
@@ -188,10 +278,11 @@ def previous_model(previous_dir: Path | None, scheme: str) -> tuple[clustering.C
     return model, json.loads(primary.read_text()) if primary.exists() else {}
 
 
-def cluster_kmeans(settings: Settings, scheme: str, kind: str, vectors: dict[str, np.ndarray],
+def cluster_kmeans(settings: Settings, scheme: str, kind: str, users: Sequence[str], vectors: np.ndarray,
                    item_route: str, previous_dir: Path | None) -> tuple[clustering.ClusterModel, dict[str, list[str]], dict]:
-    users = sorted(vectors)
-    x = normalise(np.stack([vectors[u] for u in users]))
+    """One scheme's k-means over the users' vectors (row r: ``users[r]``'s). The nightly runs it
+    as one Ray task of ``task_cpus`` CPUs (faiss uses them); the previous build is read by path."""
+    x = normalise(vectors)
     candidates = [int(k) for k in settings.cluster_k_candidates.split(",") if k.strip()]
     k, curve = clustering.choose_k(x, candidates, seed=settings.seed)
     fit = clustering.fit_kmeans(x, k, seed=settings.seed)
@@ -209,9 +300,10 @@ def cluster_kmeans(settings: Settings, scheme: str, kind: str, vectors: dict[str
     return model, members, metrics
 
 
-def cluster_rule(settings: Settings, profiles: dict[str, UserProfile], previous_dir: Path | None
+def cluster_rule(settings: Settings, interests: Mapping[str, Sequence[str]], previous_dir: Path | None
                  ) -> tuple[clustering.ClusterModel, dict[str, list[str]], dict]:
-    interests = {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+    """Rule clusters over each user's top ``settings.rule_top_k`` topics (users with a profile);
+    one Ray task in the nightly, given the topics rather than the whole profiles."""
     assignment = clustering.rule_labels(interests, settings.rule_top_k, settings.rule_min_size)
     labels = sorted(set(assignment.values()) - {clustering.OTHER})
     model = clustering.ClusterModel("rule", "rule", None, labels, TAG_ROUTE, top_k=settings.rule_top_k)
@@ -234,20 +326,24 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
     item_index = indexes.get(TAG_ROUTE)
     with run.step("users:profiles") as m:
         profiles = rebuild_profiles(online, corpus, catalog)
-        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags))
+        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags), nodes=[node_id()])
 
     with run.step("users:vectors") as m:
         if TAG_ROUTE in encoders:
             models.tag_vectors = tag_vectors(encoders[TAG_ROUTE], corpus)
             m["tags"] = len(models.tag_vectors.tags)
         models.categories = sorted({meta.category for _, meta in catalog.items() if meta.category})
+        items, nodes = ray.put(ItemInputs.of(item_index, catalog)), set()
         if item_index is not None:
             try:
-                models.lstm = train_lstm(settings, corpus, item_index)
+                models.lstm, lstm_nodes = run_task(train_lstm, settings, corpus.click_sequences, items)
+                nodes.update(lstm_nodes)
             except NothingToLearn as exc:
-                m["lstm_skipped"] = str(exc)
-        vectors = {**user_vectors(models, corpus, profiles, item_index, catalog), **nightly_vectors}
-        m.update(items=len(corpus.click_sequences), **{f"users:{k}": len(v) for k, v in vectors.items()})
+                m["lstm_skipped"] = str(getattr(exc, "cause", exc))  # a task's error: its cause, no traceback
+        computed, vector_nodes = partitioned_user_vectors(settings, models, corpus, profiles, items)
+        vectors = {**computed, **nightly_vectors}
+        m.update(items=len(corpus.click_sequences), nodes=sorted(nodes.union(vector_nodes)),
+                 **{f"users:{k}": len(v) for k, v in vectors.items()})
 
     build = UserBuild(models, vectors)
     levels = activity(corpus, cutoff_ts)
@@ -264,19 +360,23 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
                 m["skipped"] = f"{len(vectors.get(kind, {}))} users have a {kind} vector; 10 needed"
                 continue
             item_route = "dssm" if kind == "dssm" else TAG_ROUTE
-            model, members, metrics = cluster_kmeans(settings, scheme, kind, vectors[kind], item_route, previous_dir)
+            users = sorted(vectors[kind])
+            (model, members, metrics), nodes = run_task(
+                cluster_kmeans, settings, scheme, kind, users, np.stack([vectors[kind][u] for u in users]),
+                item_route, previous_dir, cpus=task_cpus(settings))
             add(model, members, metrics)
-            m.update(metrics)
+            m.update(metrics, nodes=nodes)
     with run.step("clusters:rule") as m:
         if not any(profiles.values()):
             m["skipped"] = "no user has a profile"
         else:
-            model, members, metrics = cluster_rule(settings, profiles, previous_dir)
+            interests = {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+            (model, members, metrics), nodes = run_task(cluster_rule, settings, interests, previous_dir)
             if model.labels:
                 add(model, members, metrics)
             else:
                 m["skipped"] = f"no interest combination has {settings.rule_min_size} readers"
-            m.update(metrics)
+            m.update(metrics, nodes=nodes)
     models.save(staging)
     return build
 

@@ -69,12 +69,16 @@ class NeighbourTable:
         return self.rows[start:end], self.sims[start:end]
 
     @classmethod
-    def compute(cls, vectors: np.ndarray, depth: int, floor: float, batch: int = 2048) -> NeighbourTable:
-        """Exact search of every row against all rows (faiss, blocked), itself left out."""
+    def compute(cls, vectors: np.ndarray, depth: int, floor: float, lo: int = 0, hi: int | None = None,
+                batch: int = 2048) -> NeighbourTable:
+        """Exact search of rows ``[lo, hi)`` (default: every row) against all rows (faiss,
+        blocked), itself left out. A table of part of the rows is a shard: its offsets count
+        from its first row, its neighbours are rows of the whole index (``concatenate``)."""
+        hi = len(vectors) if hi is None else min(hi, len(vectors))
         parts_rows, parts_sims, counts = [], [], []
         k = min(depth + 1, len(vectors))
-        for start in range(0, len(vectors), batch):
-            sims, rows = faiss.knn(np.ascontiguousarray(vectors[start:start + batch]), vectors, k,
+        for start in range(lo, hi, batch):
+            sims, rows = faiss.knn(np.ascontiguousarray(vectors[start:min(start + batch, hi)]), vectors, k,
                                    metric=faiss.METRIC_INNER_PRODUCT)
             own = np.arange(start, start + len(rows))[:, None]
             keep = (rows >= 0) & (rows != own) & (sims >= floor)
@@ -82,11 +86,24 @@ class NeighbourTable:
             parts_rows.append(rows[keep].astype(np.int32))
             parts_sims.append(sims[keep].astype(np.float32))
             counts.append(keep.sum(axis=1))
-        offsets = np.zeros(len(vectors) + 1, np.int64)
+        return cls._from_counts(counts, parts_rows, parts_sims, depth, floor)
+
+    @classmethod
+    def concatenate(cls, shards: Sequence[NeighbourTable]) -> NeighbourTable:
+        """The table of consecutive shards (``compute`` of rows ``[lo, hi)`` each), in order."""
+        if not shards:
+            raise ValueError("no shard to concatenate")
+        return cls._from_counts([np.diff(s.offsets) for s in shards], [s.rows for s in shards],
+                             [s.sims for s in shards], shards[0].depth, shards[0].floor)
+
+    @classmethod
+    def _from_counts(cls, counts: Sequence[np.ndarray], rows: Sequence[np.ndarray], sims: Sequence[np.ndarray],
+                  depth: int, floor: float) -> NeighbourTable:
+        offsets = np.zeros(sum(len(c) for c in counts) + 1, np.int64)
         if counts:
             np.cumsum(np.concatenate(counts), out=offsets[1:])
-        return cls(offsets, np.concatenate(parts_rows) if parts_rows else np.zeros(0, np.int32),
-                   np.concatenate(parts_sims) if parts_sims else np.zeros(0, np.float32), depth, floor)
+        return cls(offsets, np.concatenate(rows) if rows else np.zeros(0, np.int32),
+                   np.concatenate(sims) if sims else np.zeros(0, np.float32), depth, floor)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Neighbours precomputed per article and i2i route at build time (above the route's floor):
     # at least the largest quota an i2i route serves, plus the seeds themselves.
     neighbour_depth: int = Field(300, ge=10)
+    # The build searches neighbours in shards of this many articles, one Ray task each: 161k
+    # articles make 33 tasks, enough to spread over a cluster and to show progress.
+    neighbour_shard_rows: int = Field(5000, ge=1)
     # u2i searches use an HNSW index once an index holds more vectors than this (exact below);
     # the build measures the HNSW's recall@100 against exact search and raises efSearch until
     # it reaches ann_min_recall.
@@ -150,6 +153,9 @@ class Settings(BaseSettings):
     profile_top_tags: int = Field(20, ge=1)  # tags summed into a user's tag vector
     user_vector_clicks: int = Field(10, ge=1)  # recent clicks behind the bnb and LSTM vectors
     user_lstm_epochs: int = Field(3, ge=1)
+    # The nightly computes user vectors in partitions of this many users, one Ray task each
+    # (1M users make 20 tasks).
+    user_partition_users: int = Field(50_000, ge=1)
 
     # Clustering (recall/clustering.py, jobs/users.py).
     # User vector kinds clustered by k-means, each a scheme "kmeans-{kind}"; "rule" is separate.

@@ -13,13 +13,25 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+import ray
 import redis
 from rich.console import Console
 from sklearn.metrics import adjusted_rand_score
 from sqlalchemy import select
 
+from encoders.base import NothingToLearn, TrainingCorpus
+from encoders.dssm import DSSMEncoder
 from jobs.ingest.synthetic import ingest_synthetic
-from jobs.nightly import run_nightly
+from jobs.nightly import load_corpus, run_nightly
+from jobs.raywork import run_task
+from jobs.users import (
+    ItemInputs,
+    encode_users_partitioned,
+    partitioned_user_vectors,
+    train_lstm,
+    user_histories,
+    user_vectors,
+)
 from recall.clusterstore import ClusterStore
 from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.domain import ContextNeeds, EventRecord, to_unix
@@ -92,6 +104,45 @@ def test_every_step_ran_and_every_scheme_is_in_redis(built):
         assert summary.k == len(summary.sizes) > 1 and summary.refreshed_at
     elbow = steps["clusters:kmeans-tag"].metrics["elbow"]
     assert len(elbow) > 2 and schemes["kmeans-tag"].k in [k for k, _ in elbow]
+    node = ray.get_runtime_context().get_node_id()
+    for step in ["users:profiles", "users:vectors", "neighbours:tag2vec", *[f"clusters:{s}" for s in SCHEMES]]:
+        assert steps[step].metrics["nodes"] == [node], step
+
+
+def test_user_vectors_by_partitions_are_one_process_vectors(built):
+    corpus = load_corpus(make_sessionmaker(built.engine), CUTOFF)
+    state = built.service.state
+    models, index = state.users, state.indexes["tag2vec"]
+    profiles = built.online.profiles(list(corpus.click_sequences))
+    settings = built.settings.model_copy(update={"user_partition_users": 50})  # 240 users: 5 tasks
+    parted, nodes = partitioned_user_vectors(settings, models, corpus, profiles,
+                                             ray.put(ItemInputs.of(index, state.catalog)))
+    whole = user_vectors(models, corpus.click_sequences, profiles, index, state.catalog)
+    assert nodes == [ray.get_runtime_context().get_node_id()]
+    assert sorted(parted) == sorted(whole) == ["bnb", "lstm", "tag"]
+    for kind, vectors in whole.items():
+        assert list(parted[kind]) == list(vectors), kind
+        np.testing.assert_allclose(np.stack(list(parted[kind].values())), np.stack(list(vectors.values())),
+                                   atol=1e-5, err_msg=kind)
+
+
+def test_an_lstm_with_nothing_to_learn_fails_its_task_with_the_reason(settings):
+    items = ray.put(ItemInputs(["a1"], np.ones((1, 4), np.float32), {}))
+    with pytest.raises(NothingToLearn) as caught:
+        run_task(train_lstm, settings, {"u1": ["a1"], "u2": ["unknown", "a1"]}, items)
+    # What the users:vectors step records as the reason it skipped the LSTM.
+    assert str(caught.value.cause) == "user_lstm: no user has two clicks with item vectors"
+
+
+def test_a_user_tower_by_partitions_encodes_as_one_process(built, tmp_path):
+    loaded = load_corpus(make_sessionmaker(built.engine), CUTOFF)
+    corpus = TrainingCorpus(loaded.articles, {**loaded.click_sequences, "id-only reader": ["N1", "N2"]})
+    encoder = DSSMEncoder(epochs=1, threads=1).fit(corpus)
+    encoder.save(tmp_path / "dssm")
+    parted, nodes = encode_users_partitioned("dssm", tmp_path / "dssm", corpus, partition_users=70)
+    whole = encoder.encode_users(user_histories(corpus.articles, corpus.click_sequences.values()))
+    assert list(parted) == list(corpus.click_sequences) and len(nodes) == 1
+    np.testing.assert_allclose(np.stack(list(parted.values())), whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("scheme", ["kmeans-tag", "kmeans-bnb", "kmeans-lstm", "rule"])

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from recall.index import BuildStore, VectorIndex
+from recall.index import BuildStore, NeighbourTable, VectorIndex
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -147,6 +147,18 @@ def test_neighbour_tables_hold_each_rows_nearest_above_the_floor(points):
     late = unit(vectors[4] + 0.05)
     expected = [r for r in np.argsort(-(matrix @ late))[:5] if matrix[r] @ late >= 0.2]
     assert rows.tolist() == expected and sims == pytest.approx(matrix[expected] @ late, abs=1e-5)
+
+
+def test_a_table_of_row_shards_is_the_table_of_all_rows(points):
+    ids, vectors = points
+    index = VectorIndex.build(ids, vectors)
+    whole = NeighbourTable.compute(index.vectors, depth=5, floor=0.2)
+    shards = [NeighbourTable.compute(index.vectors, 5, 0.2, lo, lo + 25) for lo in range(0, len(ids), 25)]
+    assert [len(s.offsets) - 1 for s in shards] == [25, 25, 10]
+    joined = NeighbourTable.concatenate(shards)
+    for name in ("offsets", "rows", "sims"):
+        np.testing.assert_allclose(getattr(joined, name), getattr(whole, name), atol=1e-6)
+    assert (joined.depth, joined.floor) == (5, 0.2)
 
 
 def test_hnsw_only_above_the_threshold_and_as_good_as_asked(points):
