@@ -2,9 +2,17 @@
 
 Many articles go through Ray Data: ``map_batches`` over an actor pool, each actor holding one
 loaded model, results streamed back as they come (the console's bar follows them). A few go as
-one Ray task: Ray Data's start costs more than they do (``ArticleEmbedding``'s ``dataset_min``).
-Either way the workers say which nodes they ran on, and batch for batch the vectors are the
-ones the encoder gives in this process.
+one Ray task (fewer than ``settings.embed_dataset_min``). Either way the workers say which nodes
+they ran on, and batch for batch the vectors are the ones the encoder gives in this process.
+
+Why a threshold (measured on the 2-core machine, shared and loaded, load average 11 to 27, with
+a warm Ray; tag2vec, best of three): Ray Data took 12-16 s whatever the size (100 or 3000
+articles), nearly all of it starting the pool's actors and its executor, where one task took
+0.1-0.5 s. On one node the pool is no faster than one task of ``threads`` threads; it pays once
+encoding outlasts its start and other nodes share the work. Below 2000 articles, one task is
+what the cheap encoders want (tag2vec: a fraction of a second against the pool's start) and costs
+the slow ones at most what 2000 articles take on one node (doc2vec encoded 9 articles/s on the
+same loaded machine); a cold nightly, where the slow encoders dominate, goes through the pool.
 """
 
 from __future__ import annotations
