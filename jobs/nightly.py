@@ -9,6 +9,13 @@ since ..."), having changed nothing. Holding the lock, a run knows no other is a
 marks the ``job_runs`` rows of runs that died while ``running`` as failed, and sweeps their
 staging directories and staged hot counters.
 
+Every step runs as Ray work (``jobs/raywork.py``: a local Ray of ``settings.threads`` CPUs, or
+the cluster at ``settings.ray_address``). The driver keeps what must happen in one place (the
+lock, ``job_runs``, Redis, the build's manifest and its publication, the embedding cache file);
+tasks read SQL in parts (``load_corpus``), train each model whole into the staging build
+(``train_encoder``; the driver loads it from there, as it loads a reused one) and embed what the
+cache lacks (``jobs/embedding.py``). Each step's ``nodes`` metric names the Ray nodes that ran it.
+
 Every step is recorded in ``job_runs``. Until ``publish`` nothing the API reads has changed:
 a run that fails removes its own staging directory, a killed one leaves it to the next run, and
 the previous build keeps serving. ``publish`` first checks the staged build against its manifest
@@ -30,9 +37,9 @@ import json
 import shutil
 import uuid
 from contextlib import nullcontext, suppress
-from itertools import zip_longest
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import zip_longest
 from pathlib import Path
 
 import faiss
