@@ -9,6 +9,13 @@ since ..."), having changed nothing. Holding the lock, a run knows no other is a
 marks the ``job_runs`` rows of runs that died while ``running`` as failed, and sweeps their
 staging directories and staged hot counters.
 
+Every step runs as Ray work (``jobs/raywork.py``: a local Ray of ``settings.threads`` CPUs, or
+the cluster at ``settings.ray_address``). The driver keeps what must happen in one place (the
+lock, ``job_runs``, Redis, the build's manifest and its publication, the embedding cache file);
+tasks read SQL in parts (``load_corpus``), train each model whole into the staging build
+(``train_encoder``; the driver loads it from there, as it loads a reused one) and embed what the
+cache lacks (``jobs/embedding.py``). Each step's ``nodes`` metric names the Ray nodes that ran it.
+
 Every step is recorded in ``job_runs``. Until ``publish`` nothing the API reads has changed:
 a run that fails removes its own staging directory, a killed one leaves it to the next run, and
 the previous build keeps serving. ``publish`` first checks the staged build against its manifest
@@ -32,10 +39,12 @@ import uuid
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import zip_longest
 from pathlib import Path
 
 import faiss
 import numpy as np
+import ray
 import redis
 from rich.console import Console
 from rich.progress import (
@@ -50,12 +59,14 @@ from sqlalchemy import Engine
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
 from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
+from jobs.embedding import ArticleEmbedding
+from jobs.raywork import RayJobRecorder, map_tasks, ray_runtime, run_task, task_cpus
 from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
 from jobs.shards import compute_neighbours
 from jobs.users import build_users, publish_users
 from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
-from recall.db import make_sessionmaker
+from recall.db import make_engine, make_sessionmaker
 from recall.domain import ArticleRecord, to_unix
 from recall.index import BuildStore, VectorIndex
 from recall.online import OnlineStore
@@ -64,8 +75,6 @@ from recall.routeconfig import load_route_configs
 from recall.routes import ROUTES, default_configs
 from recall.serving import ServingState
 from recall.settings import Settings
-
-EMBED_BATCH = 512
 
 
 @dataclass
@@ -87,27 +96,52 @@ def vector_routes() -> dict[str, str]:
     return {name: spec.encoder for name, spec in ROUTES.items() if spec.encoder in ENCODERS}
 
 
-def load_corpus(sessions, cutoff: datetime) -> TrainingCorpus:
-    """Articles live before the cutoff, and users' click sequences before it."""
-    with sessions() as session:
-        articles = {
-            a.id: a for a in sqlstore.iter_articles(session)
-            if a.published_at is None or a.published_at < cutoff
-        }
-        clicks = sqlstore.click_sequences(session, before=cutoff)
+def read_corpus_part(url: str, cutoff: datetime, ids: sqlstore.KeyRange | None,
+                     users: sqlstore.KeyRange | None) -> TrainingCorpus:
+    """A Ray task of the load step, on its own connection: the articles of one id range live
+    before the cutoff, and the click sequences before it of one user range (None: none)."""
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            articles = {} if ids is None else {
+                a.id: a for a in sqlstore.iter_articles(session, ids=ids)
+                if a.published_at is None or a.published_at < cutoff
+            }
+            clicks = {} if users is None else sqlstore.click_sequences(session, before=cutoff, users=users)
+    finally:
+        engine.dispose()
     return TrainingCorpus(articles=articles,
                           click_sequences={user: [aid for aid, _ in c] for user, c in clicks.items()},
                           click_times={user: [to_unix(ts) for _, ts in c] for user, c in clicks.items()})
 
 
-def embed(encoder, articles: list[ArticleRecord], bar: Progress) -> np.ndarray:
-    task = bar.add_task(f"embed {encoder.name}", total=len(articles))
-    parts = []
-    for start in range(0, len(articles), EMBED_BATCH):
-        batch = articles[start:start + EMBED_BATCH]
-        parts.append(encoder.encode(batch))
-        bar.advance(task, len(batch))
-    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+def load_corpus(settings: Settings, engine: Engine, cutoff: datetime) -> tuple[TrainingCorpus, list[str]]:
+    """Articles live before the cutoff, and users' click sequences before it, read by Ray tasks
+    in parts (``read_corpus_part``: task n reads article range n and user range n), and the
+    nodes that read them. No task holds more than a part: ``nightly_partition_articles``
+    articles and the clicks of ``nightly_partition_users`` users. Parts are merged in key
+    order, so the corpus is the one a single read makes."""
+    with make_sessionmaker(engine)() as session:
+        article_ranges = sqlstore.key_ranges(session, sqlstore.ARTICLES.c.id, settings.nightly_partition_articles)
+        user_ranges = sqlstore.key_ranges(session, sqlstore.USERS.c.id, settings.nightly_partition_users)
+    url = engine.url.render_as_string(hide_password=False)
+    parts, nodes = map_tasks(read_corpus_part, [(url, cutoff, ids, users)
+                                                for ids, users in zip_longest(article_ranges, user_ranges)])
+    corpus = TrainingCorpus()
+    for part in parts:
+        corpus.articles.update(part.articles)
+        corpus.click_sequences.update(part.click_sequences)
+        corpus.click_times.update(part.click_times)
+    return corpus, nodes
+
+
+def train_encoder(name: str, settings: Settings, corpus: TrainingCorpus, model_dir: Path) -> dict:
+    """The Ray task of a training: fit encoder ``name`` on the corpus whole and save it into
+    ``model_dir`` (the driver loads it from there); returns its training metrics."""
+    encoder = build_encoder(name, settings)
+    encoder.fit(corpus)
+    encoder.save(model_dir)
+    return getattr(encoder, "training_metrics_", {})  # the graph's size (graph2vec, eges)
 
 
 def encode_users(encoder, corpus: TrainingCorpus) -> np.ndarray:
@@ -291,7 +325,7 @@ def run_nightly(settings: Settings, engine: Engine, online: OnlineStore, *,
     live = cutoff is None
     cutoff = cutoff or utcnow()
     held = nullcontext(lock) if lock is not None else nightly_lock(settings, engine)
-    with held as lock:
+    with held as lock, ray_runtime(settings):
         return _run(settings, engine, online, lock, cutoff, live, console)
 
 
@@ -300,7 +334,7 @@ def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock,
     sessions = make_sessionmaker(engine)
     store = BuildStore(settings.builds_dir)
     version = lock.run_id  # sorts by time: pruning relies on it
-    run = JobRecorder(sessions, "nightly", run_id=version, version=version)
+    run = RayJobRecorder(sessions, "nightly", run_id=version, version=version)
     counts: dict[str, int] = {}
     # We hold the lock, so no other run is alive: what is still "running" or staged is a dead run's.
     abandoned = mark_abandoned(sessions, "nightly", version)
@@ -309,7 +343,7 @@ def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock,
     swept_builds = buildkeys.drop_unless(online, store.versions())  # keys of dead runs' builds
 
     with run.step("load") as m:
-        corpus = load_corpus(sessions, cutoff)
+        corpus, m["nodes"] = load_corpus(settings, engine, cutoff)
         m.update(articles=len(corpus.articles), users=len(corpus.click_sequences),
                  clicks=sum(map(len, corpus.click_sequences.values())), cutoff=cutoff.isoformat())
         if abandoned or swept or swept_keys or swept_builds:
@@ -359,6 +393,7 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
     previous_inputs = read_manifest(previous).get("training_inputs", {}) if previous else {}
     corpus_digest = corpus_fingerprint(corpus)
     cache = EmbeddingCache(settings.var_dir / "cache" / "embeddings")
+    corpus_ref = ray.put(corpus)  # once for every training task
     manifest_routes, manifest_encoders, training_inputs = {}, {}, {}
     indexes: dict[str, VectorIndex] = {}
     encoders: dict[str, object] = {}
@@ -385,7 +420,8 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
                     m["reused_from"] = previous.name
                 else:
                     try:
-                        encoder.fit(corpus)
+                        trained, m["nodes"] = run_task(train_encoder, encoder_name, settings, corpus_ref,
+                                                       model_dir.resolve(), cpus=task_cpus(settings))
                     except NothingToLearn as exc:
                         # A source without media, say: skip the route, unless it is serving now,
                         # for then this build would silently lose it (the run fails instead).
@@ -393,14 +429,18 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
                             raise
                         m["skipped"] = str(exc)
                         continue
-                    encoder.save(model_dir)
-                    m.update(getattr(encoder, "training_metrics_", {}))  # the graph's size (graph2vec, eges)
+                    encoder = load_encoder(encoder_name, model_dir)
+                    m.update(trained)
                 m.update(version=encoder.version, dim=encoder.dim)
                 manifest_encoders[encoder_name] = encoder.version
                 training_inputs[encoder_name] = key
             with run.step(f"embed:{encoder_name}") as m:
-                vectors, from_cache = cache.embed(encoder, articles, lambda batch: embed(encoder, batch, bar))
+                embedding = ArticleEmbedding(encoder_name, model_dir, actors=settings.embed_actors or settings.threads,
+                                             dataset_min=settings.embed_dataset_min, bar=bar)
+                vectors, from_cache = cache.embed(encoder, articles, embedding)
                 m.update(items=len(articles), from_cache=from_cache, encoded=len(articles) - from_cache)
+                if embedding.nodes:  # else nothing was encoded: the step ran here
+                    m["nodes"] = embedding.nodes
             with run.step(f"index:{route}") as m:
                 index = VectorIndex.build([a.id for a in articles], vectors, route=route,
                                           encoder=encoder_name, encoder_version=encoder.version,

@@ -13,9 +13,11 @@ read and write by path, so ``var_dir`` must be one shared filesystem mounted at 
 every node (README, "The nightly on a Ray cluster").
 
 ``map_tasks`` runs one function over argument tuples as Ray tasks and says which nodes ran
-them; every step records those node ids as its ``nodes`` metric. A task a dying node took is
-retried elsewhere (Ray's ``max_retries``); a step that still fails fails the run, and the
-previous build keeps serving.
+them; every step records those node ids as its ``nodes`` metric (``RayJobRecorder``). A task a
+dying node took is retried elsewhere (Ray's ``max_retries``); a step that still fails fails the
+run, and the previous build keeps serving. An exception a task raised reaches the caller as
+itself (``NothingToLearn`` stays ``NothingToLearn``), chained to Ray's error, which holds the
+worker's traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 
 import faiss
 import ray
+from ray.exceptions import RayTaskError
 
+from jobs.runs import JobRecorder
 from recall.settings import Settings
 
 # Ray retries a task whose worker or node died; an exception the task raised is not retried.
@@ -56,6 +60,19 @@ def node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+class RayJobRecorder(JobRecorder):
+    """Steps whose metrics always name the Ray nodes that ran them (``nodes``): the ones the step
+    recorded (its tasks' nodes), else the driver's (the step ran here)."""
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        with super().step(name) as metrics:
+            try:
+                yield metrics
+            finally:
+                metrics.setdefault("nodes", [node_id()])
+
+
 def task_cpus(settings: Settings) -> int:
     """CPUs one single-model task asks for: ``settings.threads``, but no more than the largest
     live node has (a task asking for more would never be scheduled)."""
@@ -80,7 +97,14 @@ def map_tasks(fn: Callable[..., Any], arguments: Iterable[Sequence[Any]], *, cpu
     order, and the sorted ids of the nodes that ran them. ``fn`` must be importable by workers
     (a module-level function); large shared arguments should be ``ray.put`` once by the caller."""
     refs = [_remote_tagged.options(num_cpus=cpus).remote(fn, *args) for args in arguments]
-    tagged = ray.get(refs)
+    try:
+        tagged = ray.get(refs)
+    except RayTaskError as error:
+        for ref in refs:  # the step has failed: what is still queued or running is wasted work
+            ray.cancel(ref)
+        if isinstance(error.cause, Exception):  # else it did not survive the trip: Ray's error says what it was
+            raise error.cause from error
+        raise
     return [result for _, result in tagged], sorted({node for node, _ in tagged})
 
 

@@ -146,6 +146,17 @@ class Settings(BaseSettings):
     # the run; "host:port" (a cluster's GCS address) runs the nightly on that cluster.
     ray_address: str = ""
     ray_object_store_mb: int = Field(1024, ge=100)
+    # The nightly's load step reads SQL in parts, each a Ray task: this many articles (an id
+    # range) and the click sequences of this many users (a user-id range) per task. A part bounds
+    # what one worker holds at once; MIND-large (161k articles, 1M users) splits into 4 article
+    # and 20 user parts to spread over a cluster's CPUs, and a test-sized world is one task.
+    nightly_partition_articles: int = Field(50_000, ge=1)
+    nightly_partition_users: int = Field(50_000, ge=1)
+    # Ray Data actors embedding articles, each holding one loaded model (None: ``threads``).
+    embed_actors: int | None = Field(None, ge=1)
+    # Fewer articles to embed than this go as one Ray task, not through Ray Data, whose start
+    # costs more than encoding them (measured in jobs/embedding.py).
+    embed_dataset_min: int = Field(2000, ge=0)
 
     # User profiles and vectors (recall/profiles.py, recall/uservectors.py).
     profile_half_life_days: float = Field(7.0, gt=0)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, bindparam, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -270,11 +270,37 @@ def _article_record(row: Any) -> ArticleRecord:
     )
 
 
-def iter_articles(session: Session, batch: int = 5000) -> Iterator[ArticleRecord]:
-    """Every article, by id, read a batch at a time (keyset pages: no cursor stays open)."""
+# Keys from ``low`` (inclusive) to ``high`` (exclusive); None leaves that end open.
+KeyRange = tuple[str | None, str | None]
+EVERY_KEY: KeyRange = (None, None)
+
+
+def key_ranges(session: Session, column: ColumnElement[str], rows: int) -> list[KeyRange]:
+    """Ranges that cut the values of ``column`` (a unique key) into runs of ``rows`` values, in
+    order, together covering every key (the first and last are open, so keys stored meanwhile
+    fall in one). The database numbers the keys (one index scan) and sends only the bounds."""
+    numbered = select(column.label("key"), func.row_number().over(order_by=column).label("n")).subquery()
+    bounds = list(session.scalars(
+        select(numbered.c.key).where(numbered.c.n > 1, numbered.c.n % rows == 1).order_by(numbered.c.key)))
+    edges = [None, *bounds, None]
+    return list(zip(edges, edges[1:]))
+
+
+def _in_range(query, column: ColumnElement[str], keys: KeyRange):
+    low, high = keys
+    if low is not None:
+        query = query.where(column >= low)
+    if high is not None:
+        query = query.where(column < high)
+    return query
+
+
+def iter_articles(session: Session, batch: int = 5000, ids: KeyRange = EVERY_KEY) -> Iterator[ArticleRecord]:
+    """Every article (with an id in ``ids``), by id, read a batch at a time (keyset pages: no
+    cursor stays open)."""
     last_id: str | None = None
     while True:
-        query = select(ARTICLES).order_by(ARTICLES.c.id).limit(batch)
+        query = _in_range(select(ARTICLES), ARTICLES.c.id, ids).order_by(ARTICLES.c.id).limit(batch)
         if last_id is not None:
             query = query.where(ARTICLES.c.id > last_id)
         rows = session.execute(query).all()
@@ -307,11 +333,13 @@ def _in_window(query, after: datetime | None, before: datetime | None):
     return query
 
 
-def click_sequences(session: Session,
-                    before: datetime | None = None) -> dict[str, list[tuple[str, datetime]]]:
-    """Per user, the clicked article ids with their times, oldest first (events before ``before``)."""
+def click_sequences(session: Session, before: datetime | None = None,
+                    users: KeyRange = EVERY_KEY) -> dict[str, list[tuple[str, datetime]]]:
+    """Per user (of ``users``), the clicked article ids with their times, oldest first (events
+    before ``before``)."""
     query = _in_window(
-        select(EVENTS.c.user_id, EVENTS.c.article_id, EVENTS.c.ts).where(EVENTS.c.kind == "click"),
+        _in_range(select(EVENTS.c.user_id, EVENTS.c.article_id, EVENTS.c.ts).where(EVENTS.c.kind == "click"),
+                  EVENTS.c.user_id, users),
         None, before,
     ).order_by(EVENTS.c.user_id, EVENTS.c.ts, EVENTS.c.id)
     sequences: dict[str, list[tuple[str, datetime]]] = {}

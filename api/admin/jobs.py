@@ -1,4 +1,5 @@
-"""The jobs page: nightly runs (``job_runs`` grouped by run id), newest first, step by step."""
+"""The jobs page: nightly runs (``job_runs`` grouped by run id), newest first, step by step,
+each step with the Ray nodes that ran it (its ``nodes`` metric)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ router = APIRouter()
 STATUS_ORDER = ("failed", "running", "ok", "skipped")
 # Metrics that are tables of their own (system -> {k: value}): the evaluation's recall figures.
 FIGURE_TABLES = ("recall",)
+# Metrics with a column of their own.
+COLUMNS = ("seconds", "nodes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,8 @@ def figure_tables(metrics: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]
 
 
 def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in metrics.items() if name not in figure_tables(metrics)}
+    return {name: value for name, value in metrics.items()
+            if name not in figure_tables(metrics) and name not in COLUMNS}
 
 
 @router.get("/jobs", response_class=HTMLResponse)

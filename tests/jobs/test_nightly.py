@@ -9,11 +9,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+import ray
 from rich.console import Console
 from sqlalchemy import select, update
 
+from encoders.registry import load_encoder
 from jobs.ingest.synthetic import ingest_synthetic
-from jobs.nightly import run_nightly, vector_routes
+from jobs.nightly import load_corpus, run_nightly, vector_routes
+from recall import sqlstore
 from recall.db import make_sessionmaker
 from recall.domain import to_unix
 from recall.index import BuildStore
@@ -116,6 +119,33 @@ def test_a_run_publishes_a_complete_build(settings, db, online, world):
     assert state.version == result.version and len(state.indexes["tag2vec"]) == len(with_tags)
     assert len(state.catalog) == len(known_articles(world))
     assert all(a.id in state.catalog for a in known_articles(world))
+
+
+def test_every_step_names_its_ray_nodes_and_workers_embed_what_this_process_would(settings, db, online):
+    through_data = settings.model_copy(update={"embed_dataset_min": 0})  # Ray Data's actor pool
+    result = run_nightly(through_data, db, online, cutoff=CUTOFF)
+    here = ray.get_runtime_context().get_node_id()  # the session's one-node Ray
+    rows = job_rows(db, result.run_id)
+    assert [(r.step, r.metrics["nodes"]) for r in rows] == [(r.step, [here]) for r in rows]
+    embed = next(r for r in rows if r.step == "embed:tag2vec")
+    assert embed.metrics["encoded"] == embed.metrics["items"] > 0
+
+    cached = np.load(next((settings.var_dir / "cache" / "embeddings" / "tag2vec").glob("*.npz")))
+    with make_sessionmaker(db)() as session:
+        articles = {a.id: a for a in sqlstore.iter_articles(session)}
+    encoder = load_encoder("tag2vec", BuildStore(settings.builds_dir).active_dir() / "models" / "tag2vec")
+    np.testing.assert_array_equal(cached["vectors"], encoder.encode([articles[i] for i in cached["ids"]]))
+
+
+def test_the_corpus_read_in_parts_is_the_corpus_read_whole(settings, db, world):
+    whole, _ = load_corpus(settings, db, CUTOFF)
+    small_parts = settings.model_copy(update={"nightly_partition_articles": 40, "nightly_partition_users": 7})
+    parts, nodes = load_corpus(small_parts, db, CUTOFF)
+    assert len(whole.articles) == len(known_articles(world)) and len(whole.click_sequences) > 7
+    assert parts == whole
+    assert list(parts.articles) == list(whole.articles)
+    assert list(parts.click_sequences) == list(whole.click_sequences)
+    assert nodes == [ray.get_runtime_context().get_node_id()]
 
 
 def test_the_redis_refresh_restores_clicks_seen_and_fresh(settings, db, online, world):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import ray
+from ray.exceptions import RayTaskError
 
 from jobs.raywork import map_tasks, ray_runtime, run_task, task_cpus
 
@@ -22,3 +24,10 @@ def test_run_task_runs_in_a_worker_with_no_more_cpus_than_a_node_has(settings):
     assert task_cpus(settings.model_copy(update={"threads": 64})) == 2
     pid, nodes = run_task(os.getpid, cpus=task_cpus(settings))
     assert pid != os.getpid() and len(nodes) == 1
+
+
+def test_an_exception_a_task_raised_reaches_the_caller_as_itself():
+    with pytest.raises(ValueError, match="invalid literal") as raised:
+        map_tasks(int, [("7",), ("seven",)])
+    assert type(raised.value) is ValueError
+    assert isinstance(raised.value.__cause__, RayTaskError)  # with the worker's traceback

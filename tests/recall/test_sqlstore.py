@@ -14,6 +14,7 @@ from recall.sqlstore import (
     insert_events,
     iter_articles,
     iter_events,
+    key_ranges,
     upsert_articles,
 )
 
@@ -157,6 +158,19 @@ def test_iter_articles_streams_everything_in_batches(sessions):
     assert streamed[4].tags == (("t4", 1.0), ("common", 0.25))
 
 
+def test_key_ranges_cut_the_keys_into_runs_that_cover_them_all(sessions):
+    records = [full_article(f"a{n:03d}") for n in range(23)]
+    with sessions.begin() as session:
+        upsert_articles(session, records)
+    with sessions() as session:
+        ranges = key_ranges(session, Article.__table__.c.id, 10)
+        parts = [[a.id for a in iter_articles(session, batch=4, ids=ids)] for ids in ranges]
+        assert key_ranges(session, Article.__table__.c.id, 23) == [(None, None)]
+    assert ranges == [(None, "a010"), ("a010", "a020"), ("a020", None)]
+    assert [len(part) for part in parts] == [10, 10, 3]
+    assert sum(parts, []) == [r.id for r in records]
+
+
 def test_iter_events_is_ordered_by_time_and_id_and_windowed(sessions):
     # Ties on ts are ordered by insertion id; batch=2 makes the keyset pages cut through ties.
     events = [event(f"e{n}", f"u{n % 3}", f"a{n % 4}", "impression", T0 + timedelta(minutes=n // 2))
@@ -188,6 +202,9 @@ def test_click_sequences_are_per_user_oldest_first(sessions):
     assert everything == {"u1": [("a1", T0 + timedelta(minutes=1)), ("a2", T0 + timedelta(minutes=2))],
                           "u2": [("a1", T0 + timedelta(minutes=5))]}
     assert early == {"u1": [("a1", T0 + timedelta(minutes=1))]}
+    with sessions() as session:
+        assert click_sequences(session, users=("u2", None)) == {"u2": everything["u2"]}
+        assert click_sequences(session, users=(None, "u2")) == {"u1": everything["u1"]}
 
 
 def test_article_click_counts_in_a_window(sessions):

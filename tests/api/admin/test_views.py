@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+import ray
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -73,14 +74,15 @@ def test_the_audit_is_paginated_newest_first(editor, admin_world: AdminWorld):
     assert "quota 100 → 101" in second and "quota 102 → 103" not in second
 
 
-def test_jobs_are_paginated_and_show_evaluation_figures(editor, admin_world: AdminWorld):
+def test_jobs_are_paginated_and_show_evaluation_figures_and_nodes(editor, admin_world: AdminWorld):
     later = datetime.now() + timedelta(days=1)  # newer than the world's nightly run
     with Session(admin_world.engine) as session:
         for n, status in enumerate(("ok", "failed")):
             started = later + timedelta(minutes=n)
             session.add(JobRun(run_id=f"eval-{n}", job="eval", step="replay", status=status,
                                started_at=started, finished_at=started + timedelta(seconds=3),
-                               metrics={"clicks": 40, "recall": {"fused": {"50": 0.41, "100": 0.52}}},
+                               metrics={"clicks": 40, "recall": {"fused": {"50": 0.41, "100": 0.52}},
+                                        "nodes": [f"{n}a1b2c3d4e5f6", f"{n}f6e5d4c3b2a1"]},
                                error="Traceback: boom" if status == "failed" else None))
         session.commit()
     first = editor.get("/admin/jobs").text
@@ -88,8 +90,13 @@ def test_jobs_are_paginated_and_show_evaluation_figures(editor, admin_world: Adm
     assert 'data-run="' + admin_world.build.version not in first
     assert "<th>@50</th>" in first and "0.41" in first and "Traceback: boom" in first
     assert 'class="status failed">failed' in first
+    assert '<code title="1a1b2c3d4e5f6">1a1b2c3d</code> <code title="1f6e5d4c3b2a1">1f6e5d4c</code>' in first
     second = editor.get("/admin/jobs", params={"page": 2}).text
     assert 'data-run="' + admin_world.build.version in second and "publish" in second
+    # Every step of the nightly names the Ray node that ran it (the test session's one node).
+    nightly = second[second.index('data-run="' + admin_world.build.version):]
+    node = ray.get_runtime_context().get_node_id()
+    assert nightly.count(f'<td class="nodes"><code title="{node}">{node[:8]}</code>') == nightly.count("<tr>") - 1
 
 
 def test_clusters_are_paginated_biggest_first(editor):
