@@ -8,7 +8,8 @@ Ray and other users' clusters.
 
 Both nodes listen on 127.0.0.1 only, on ports picked free for each (GCS, node manager, object
 manager, the agents, metrics; workers take OS-assigned ports), with their logs and sessions
-under the cluster's own temp dir. Their processes get ``PYTHONPATH`` = this checkout, so Ray
+under the cluster's own temp dir (short, under /tmp: Ray's unix sockets live in it, and a
+socket path may not exceed 107 bytes), removed when it stops. Their processes get ``PYTHONPATH`` = this checkout, so Ray
 workers on both nodes import the code under test rather than an installed copy.
 
 A driver joins with ``RECALL_RAY_ADDRESS`` = ``cluster.address`` in ``cluster.env``, and runs
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,24 +104,29 @@ class RayNode:
 
 @dataclass
 class LoopbackCluster:
-    """A head and one worker node on 127.0.0.1, each of ``cpus`` CPUs."""
+    """A head and one worker node on 127.0.0.1, each of ``cpus`` CPUs; ``node_ids`` once started."""
 
-    temp_dir: Path
     cpus: int = 1
+    temp_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ray-")))
     port: int = field(default_factory=free_port)
     nodes: list[RayNode] = field(default_factory=list)
+    node_ids: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def driver_env(self) -> dict[str, str]:
+        """What a driver's environment needs to join the cluster (a ``recall nightly`` adds it to
+        its own). A local ``ray.init`` (the test session's) leaves a token in ~/.ray that would
+        turn token auth on for ``ray start`` but not for every client: auth is off on this
+        loopback cluster, explicitly, for its nodes and its drivers."""
+        return {"PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled", "RECALL_RAY_ADDRESS": self.address}
+
+    @property
     def env(self) -> dict[str, str]:
-        """The environment of the nodes and of a driver joining them. A local ``ray.init`` (the
-        test session's) leaves a token in ~/.ray that would turn token auth on for ``ray start``
-        but not for every client: auth is off on this loopback cluster, explicitly."""
-        return {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled",
-                "RECALL_RAY_ADDRESS": self.address}
+        return {**os.environ, **self.driver_env}
 
     @property
     def head(self) -> RayNode:
@@ -148,17 +156,21 @@ class LoopbackCluster:
         self._start_node("worker", "--address", self.address)
         deadline = time.monotonic() + timeout
         while True:
-            failed = [node.log.name for node in self.nodes if node.process.poll() is not None]
+            failed = [node for node in self.nodes if node.process.poll() is not None]
             if failed:
-                self.stop()
-                raise RuntimeError(f"ray start exited early; see {', '.join(failed)} in {self.temp_dir}")
+                self._fail(RuntimeError, "ray start exited early")
             found = self.probe(timeout=max(deadline - time.monotonic(), 1))
             if len(found) == 2:
+                self.node_ids = sorted(found)
                 return self
             if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"{len(found)} of 2 Ray nodes up after {timeout:.0f} s ({self.temp_dir})")
+                self._fail(TimeoutError, f"{len(found)} of 2 Ray nodes up after {timeout:.0f} s")
             time.sleep(1)
+
+    def _fail(self, error: type[Exception], what: str) -> None:
+        logs = "\n".join(f"--- {node.log.name}\n{node.log.read_text()[-2000:]}" for node in self.nodes)
+        self.stop()
+        raise error(f"{what}\n{logs}")
 
     def probe(self, timeout: float = 60) -> dict[str, str]:
         """{node id: where its worker imported the project from} for every live node; empty when
@@ -175,6 +187,7 @@ class LoopbackCluster:
         for node in reversed(self.nodes):  # the worker first: the head's GCS outlives its raylet
             node.stop()
         self.nodes.clear()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
