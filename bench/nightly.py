@@ -25,8 +25,8 @@ without it): the largest Ray worker's and the largest Ray system process's.
 ``--sample N`` (for ``full``): the encoders whose cost is a forward pass of a large model per
 article (``--sampled``, default the BERT and image encoders) are left out of the nightly runs
 and measured apart: fitted on the world, then embedding N random articles in one process; the
-table shows their seconds extrapolated to every article at the measured per-article rate, and
-says so.
+table shows their seconds extrapolated at the measured per-article rate to every article (cold)
+or to the new ones (warm: the cache holds the rest), and says so. They are not in the totals.
 """
 
 from __future__ import annotations
@@ -236,33 +236,43 @@ def add_new_articles(url: str, share: float) -> int:
     return len(new)
 
 
-def sampled_encoders(url: str, names: list[str], sample: int, threads: int) -> dict[str, str]:
-    """encoder -> its embed seconds extrapolated to every article from ``sample`` of them (one
-    process), or why it could not be measured."""
+@dataclass
+class Sampled:
+    """An encoder measured on a sample: seconds per article, or why it was not measured."""
+
+    sample: int = 0
+    per_article: float = 0.0
+    failed: str = ""
+
+    def seconds(self, articles: int) -> str:
+        return self.failed or f"{self.per_article * articles:.0f} (extrapolated from {self.sample:,})"
+
+
+def sampled_encoders(url: str, names: list[str], sample: int, threads: int) -> dict[str, Sampled]:
+    """Each encoder fitted on the world, then timed embedding ``sample`` random articles in
+    this process."""
     settings = Settings(_env_file=None, database_url=url, threads=threads)
     engine = make_engine(url)
     corpus = load_corpus(make_sessionmaker(engine), datetime.now(timezone.utc).replace(tzinfo=None))
     engine.dispose()
-    articles = list(corpus.articles.values())
-    picked = random.Random(SEED).sample(articles, min(sample, len(articles)))
+    picked = random.Random(SEED).sample(list(corpus.articles.values()), min(sample, len(corpus.articles)))
     measured = {}
     for name in names:
         try:
             encoder = build_encoder(name, settings)
             encoder.fit(corpus)
         except Exception as exc:  # noqa: BLE001 (unavailable, nothing to learn: reported in the table)
-            measured[name] = f"not measured: {type(exc).__name__}: {exc}"[:80]
+            measured[name] = Sampled(failed=f"not measured: {type(exc).__name__}: {exc}"[:80])
             continue
         started = time.perf_counter()
         encoder.encode(picked)
-        per_article = (time.perf_counter() - started) / len(picked)
-        measured[name] = f"{per_article * len(articles):.0f} (extrapolated from {len(picked):,})"
+        measured[name] = Sampled(len(picked), (time.perf_counter() - started) / len(picked))
     return measured
 
 
 # ---- the table ----------------------------------------------------------------------------------
 
-def table(size: str, cases: list[Case], sampled: dict[str, str], new_articles: int) -> Table:
+def table(size: str, cases: list[Case], sampled: dict[str, Sampled], new_articles: int) -> Table:
     articles, users, events = SIZES[size]
     out = Table(title=f"nightly at {size}: {articles:,} articles, {users:,} readers, ~{events:,} events "
                       f"(warm: yesterday's build and cache + {new_articles:,} new articles); seconds")
@@ -272,8 +282,9 @@ def table(size: str, cases: list[Case], sampled: dict[str, str], new_articles: i
     steps = list(dict.fromkeys(step for case in cases for step in case.steps))
     for step in steps:
         out.add_row(step, *(f"{case.steps[step]:.1f}" if step in case.steps else "-" for case in cases))
-    for name, figure in sampled.items():
-        out.add_row(f"embed:{name} (sampled)", *([figure] * len(cases)))
+    for name, measured in sampled.items():  # cold embeds every article, warm the new ones only
+        out.add_row(f"embed:{name} (sampled)", *(measured.seconds(articles if case.temperature == "cold" else new_articles)
+                                                 for case in cases))
     out.add_row("[bold]total[/bold]", *(f"[bold]{sum(case.steps.values()):.1f}[/bold]" for case in cases))
     out.add_row("peak RSS MB: driver", *(f"{case.driver_mb:.0f}" for case in cases))
     out.add_row("peak RSS MB: largest Ray worker", *(f"{case.worker[1]:.0f} ({case.worker[0]})" for case in cases))
