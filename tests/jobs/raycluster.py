@@ -86,6 +86,18 @@ class RayNode:
     def raylet(self) -> psutil.Process:
         return next(p for p in self.processes() if p.name() == "raylet")
 
+    def running_tasks(self) -> list[str]:
+        """The process titles of this node's Ray workers busy with a task or an actor (a worker
+        renames itself ``ray::<task>`` while it runs one, ``ray::IDLE`` between)."""
+        idle = ("ray::IDLE", "ray::DashboardA", "ray::RuntimeEnv")  # titles as /proc shows them (15 chars)
+        titles = []
+        for process in self.processes():
+            try:
+                titles.append(process.name())
+            except psutil.NoSuchProcess:
+                continue
+        return [title for title in titles if title.startswith("ray::") and not title.startswith(idle)]
+
     def stop(self, grace: float = 30) -> None:
         """Terminate the node (its ``ray start`` shuts its processes down), then kill whatever of
         its process group is left after ``grace`` seconds."""

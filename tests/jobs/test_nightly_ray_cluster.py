@@ -36,6 +36,12 @@ from tests.jobs.test_nightly_faults import (  # noqa: F401 (spawn is a fixture)
 )
 
 SIM_TOLERANCE = 1e-5  # float32 cosines of the same vectors, summed in another order
+# The cluster runs cut this small world into many small Ray tasks (read parts, neighbour shards,
+# user partitions) and embed through Ray Data, as a large world would: there is work for both
+# nodes, and the results must not depend on the cut.
+SPREAD = {"RECALL_NIGHTLY_PARTITION_ARTICLES": "100", "RECALL_NIGHTLY_PARTITION_USERS": "10",
+          "RECALL_NEIGHBOUR_SHARD_ROWS": "100", "RECALL_USER_PARTITION_USERS": "10",
+          "RECALL_EMBED_DATASET_MIN": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +106,7 @@ def test_the_cluster_builds_what_the_local_run_built(settings, db, online, redis
                                         "redis_prefix": f"{settings.redis_prefix}cluster:"})
     shutil.copytree(settings.var_dir, there.var_dir, ignore=shutil.ignore_patterns("cache", "*.lock"))
     try:
-        proc = spawn({**cli_env(there, db), **cluster.driver_env}, "cluster")
+        proc = spawn({**cli_env(there, db), **cluster.driver_env, **SPREAD}, "cluster")
         assert proc.wait(timeout=RUN_TIMEOUT) == 0, output(proc)
     finally:
         OnlineStore(redis_client, there).flush_namespace()
@@ -132,17 +138,13 @@ def test_a_worker_node_lost_mid_run_retries_or_fails_cleanly(settings, db, onlin
     good = run_nightly(settings, db, online)
     store = BuildStore(settings.builds_dir)
     with LoopbackCluster() as doomed:  # a cluster of its own: this one loses its worker node
-        proc = spawn({**cli_env(settings, db), **doomed.driver_env}, "lost-node")
-
-        def started() -> str | None:  # the run is connected to the cluster once it records a step
-            return next((run for run in runs(db) if run != good.run_id), None)
-
-        lost = wait_until(started, RUN_TIMEOUT, "the cluster run to start", (proc,))
+        proc = spawn({**cli_env(settings, db), **doomed.driver_env, **SPREAD}, "lost-node")
+        wait_until(doomed.worker.running_tasks, RUN_TIMEOUT, "the run's work on the worker node", (proc,))
         doomed.worker.raylet().send_signal(signal.SIGKILL)
         code = proc.wait(timeout=RUN_TIMEOUT)
         assert doomed.worker.process.wait(timeout=60) != 0  # its node went down with the raylet
 
-    rows = runs(db)[lost]
+    (lost, rows), = [(run, rows) for run, rows in runs(db).items() if run != good.run_id]
     assert "running" not in {row.status for row in rows}, [(r.step, r.status) for r in rows]
     if code == 0:  # retried: every task the node took ran again on the head
         assert {row.status for row in rows} <= {"ok", "skipped"}
