@@ -24,7 +24,7 @@ without it): the largest Ray worker's and the largest Ray system process's.
 
 ``--sample N`` (for ``full``): the encoders whose cost is a forward pass of a large model per
 article (``--sampled``, default the BERT and image encoders) are left out of the nightly runs
-and measured apart: fitted on the world, then embedding N random articles in one process; the
+and measured apart: fitted on the world's articles, then embedding N random ones in one process; the
 table shows their seconds extrapolated at the measured per-article rate to every article (cold)
 or to the new ones (warm: the cache holds the rest), and says so. They are not in the totals.
 """
@@ -55,9 +55,9 @@ from sqlalchemy import select
 
 from bench.world import SIZES as WORLD_SIZES
 from bench.world import scratch_database
+from encoders.base import TrainingCorpus
 from encoders.registry import ENCODERS, build_encoder
 from jobs.ingest.synthetic import ingest_synthetic_bulk
-from jobs.nightly import load_corpus
 from recall import sqlstore
 from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.models import JobRun
@@ -249,11 +249,12 @@ class Sampled:
 
 
 def sampled_encoders(url: str, names: list[str], sample: int, threads: int) -> dict[str, Sampled]:
-    """Each encoder fitted on the world, then timed embedding ``sample`` random articles in
-    this process."""
+    """Each encoder fitted on the world's articles, then timed embedding ``sample`` random
+    articles in this process."""
     settings = Settings(_env_file=None, database_url=url, threads=threads)
     engine = make_engine(url)
-    corpus = load_corpus(make_sessionmaker(engine), datetime.now(timezone.utc).replace(tzinfo=None))
+    with make_sessionmaker(engine)() as session:  # pretrained encoders: they learn nothing from clicks
+        corpus = TrainingCorpus(articles={article.id: article for article in sqlstore.iter_articles(session)})
     engine.dispose()
     picked = random.Random(SEED).sample(list(corpus.articles.values()), min(sample, len(corpus.articles)))
     measured = {}

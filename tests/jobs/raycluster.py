@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster on loopback, for the cluster tests and ``bench/nightly.py``.
+"""A real two-node Ray cluster on this machine, for the cluster tests and ``bench/nightly.py``.
 
 Each node is one ``ray start --block`` process: with ``--block`` it leads a process group of its
 own holding every process of the node (GCS, raylet, agents, workers), and takes them down when
@@ -6,13 +6,15 @@ it is terminated. Stopping the cluster therefore ends exactly what it started (t
 group), never ``ray stop``, which would kill every Ray on the machine: the test session's local
 Ray and other users' clusters.
 
-Both nodes listen on 127.0.0.1 only, on ports picked free for each (GCS, node manager, object
+Both nodes run on this machine, on ports picked free for each (GCS, node manager, object
 manager, the agents, metrics; workers take OS-assigned ports), with their logs and sessions
 under the cluster's own temp dir (short, under /tmp: Ray's unix sockets live in it, and a
-socket path may not exceed 107 bytes), removed when it stops. Their processes get ``PYTHONPATH`` = this checkout, so Ray
-workers on both nodes import the code under test rather than an installed copy.
+socket path may not exceed 107 bytes), removed when it stops. (Ray advertises the host's own
+address even when told 127.0.0.1, so nodes find each other there; a driver joins at
+``127.0.0.1:port``.) Their processes get ``PYTHONPATH`` = this checkout, so Ray workers on both
+nodes import the code under test rather than an installed copy.
 
-A driver joins with ``RECALL_RAY_ADDRESS`` = ``cluster.address`` in ``cluster.env``, and runs
+A driver joins with ``cluster.driver_env`` (``RECALL_RAY_ADDRESS`` = ``cluster.address``) and runs
 in a process of its own: one process connects to one Ray, and pytest's is the session's.
 """
 
@@ -116,7 +118,7 @@ class RayNode:
 
 @dataclass
 class LoopbackCluster:
-    """A head and one worker node on 127.0.0.1, each of ``cpus`` CPUs; ``node_ids`` once started."""
+    """A head and one worker node on this machine, each of ``cpus`` CPUs; ``node_ids`` once started."""
 
     cpus: int = 1
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ray-")))
@@ -150,7 +152,7 @@ class LoopbackCluster:
 
     def _start_node(self, name: str, *role: str) -> RayNode:
         log = self.temp_dir / f"{name}.log"
-        command = ["ray", "start", *role, "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
+        command = ["ray", "start", *role, "--num-cpus", str(self.cpus),
                    "--object-store-memory", str(STORE_MB << 20), *node_ports(),
                    "--disable-usage-stats", "--block"]
         with log.open("w") as out:
