@@ -63,11 +63,11 @@ from jobs.embedding import ArticleEmbedding
 from jobs.raywork import RayJobRecorder, map_tasks, ray_runtime, run_task, task_cpus
 from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
 from jobs.shards import compute_neighbours
-from jobs.users import build_users, publish_users
+from jobs.users import build_users, encode_users_partitioned, publish_users
 from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.db import make_engine, make_sessionmaker
-from recall.domain import ArticleRecord, to_unix
+from recall.domain import to_unix
 from recall.index import BuildStore, VectorIndex
 from recall.online import OnlineStore
 from recall.rebuild import mark_whole
@@ -142,13 +142,6 @@ def train_encoder(name: str, settings: Settings, corpus: TrainingCorpus, model_d
     encoder.fit(corpus)
     encoder.save(model_dir)
     return getattr(encoder, "training_metrics_", {})  # the graph's size (graph2vec, eges)
-
-
-def encode_users(encoder, corpus: TrainingCorpus) -> np.ndarray:
-    """User vectors from each user's clicked articles (id-only records where undescribed)."""
-    histories = [[corpus.articles.get(aid) or ArticleRecord(id=aid, id_only=True) for aid in clicks]
-                 for clicks in corpus.click_sequences.values()]
-    return encoder.encode_users(histories)
 
 
 def read_manifest(build_dir: Path) -> dict:
@@ -461,7 +454,8 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
             indexes[route], encoders[encoder_name] = index, encoder
             if hasattr(encoder, "encode_users"):
                 with run.step(f"users:{encoder_name}") as m:
-                    user_vectors[encoder_name] = dict(zip(corpus.click_sequences, encode_users(encoder, corpus)))
+                    user_vectors[encoder_name], m["nodes"] = encode_users_partitioned(
+                        encoder_name, model_dir.resolve(), corpus, settings.user_partition_users)
                     m.update(items=len(corpus.click_sequences))
 
     with run.step("catalog") as m:

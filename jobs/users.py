@@ -339,7 +339,7 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
                 models.lstm, lstm_nodes = run_task(train_lstm, settings, corpus.click_sequences, items)
                 nodes.update(lstm_nodes)
             except NothingToLearn as exc:
-                m["lstm_skipped"] = str(getattr(exc, "cause", exc))  # a task's error: its cause, no traceback
+                m["lstm_skipped"] = str(exc)
         computed, vector_nodes = partitioned_user_vectors(settings, models, corpus, profiles, items)
         vectors = {**computed, **nightly_vectors}
         m.update(items=len(corpus.click_sequences), nodes=sorted(nodes.union(vector_nodes)),

@@ -15,7 +15,6 @@ from jobs.evaluate import (
     PUBLISH,
     SCORE,
     DumpedImpression,
-    EvalReport,
     Fusion,
     evaluate,
     fit_fusion,

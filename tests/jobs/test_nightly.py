@@ -22,7 +22,6 @@ from recall.domain import to_unix
 from recall.index import BuildStore
 from recall.live import LiveState
 from recall.models import Article, JobRun
-from recall.online import OnlineStore
 from recall.routes import ROUTES
 from recall.service import RecallService
 from recall.serving import ServingState

@@ -110,7 +110,7 @@ def test_every_step_ran_and_every_scheme_is_in_redis(built):
 
 
 def test_user_vectors_by_partitions_are_one_process_vectors(built):
-    corpus = load_corpus(make_sessionmaker(built.engine), CUTOFF)
+    corpus, _ = load_corpus(built.settings, built.engine, CUTOFF)
     state = built.service.state
     models, index = state.users, state.indexes["tag2vec"]
     profiles = built.online.profiles(list(corpus.click_sequences))
@@ -131,11 +131,11 @@ def test_an_lstm_with_nothing_to_learn_fails_its_task_with_the_reason(settings):
     with pytest.raises(NothingToLearn) as caught:
         run_task(train_lstm, settings, {"u1": ["a1"], "u2": ["unknown", "a1"]}, items)
     # What the users:vectors step records as the reason it skipped the LSTM.
-    assert str(caught.value.cause) == "user_lstm: no user has two clicks with item vectors"
+    assert str(caught.value) == "user_lstm: no user has two clicks with item vectors"
 
 
 def test_a_user_tower_by_partitions_encodes_as_one_process(built, tmp_path):
-    loaded = load_corpus(make_sessionmaker(built.engine), CUTOFF)
+    loaded, _ = load_corpus(built.settings, built.engine, CUTOFF)
     corpus = TrainingCorpus(loaded.articles, {**loaded.click_sequences, "id-only reader": ["N1", "N2"]})
     encoder = DSSMEncoder(epochs=1, threads=1).fit(corpus)
     encoder.save(tmp_path / "dssm")
