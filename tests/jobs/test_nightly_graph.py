@@ -1,11 +1,12 @@
 """The graph routes in the nightly build: the item graph's size reaches ``job_runs`` with the
-training step, and a world whose readers never click twice in a session builds every other
+training step (a Ray task's, as every nightly model), and a world whose readers never click twice in a session builds every other
 route while graph2vec and eges are skipped with the reason and simply not served."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import ray
 from sqlalchemy import select
 
 from jobs.ingest.synthetic import ingest_synthetic
@@ -38,6 +39,9 @@ def test_the_graph_size_is_recorded_with_the_training_step(settings, sqlite_engi
         assert 0 < metrics["graph_nodes"] <= 150 and metrics["graph_edges"] > 0
         assert metrics["graph_degree_p50"] <= metrics["graph_degree_p99"] <= metrics["graph_degree_max"]
         assert metrics["walks"] == metrics["graph_nodes"] * graph.graph_walks_per_node
+        # Built, walked and trained in a Ray task (a worker process), like every nightly model.
+        assert metrics["nodes"] == [ray.get_runtime_context().get_node_id()]
+        assert rows[f"embed:{name}"].metrics["nodes"] == metrics["nodes"]
     assert set(ServingState.load(graph).indexes) == {"graph2vec", "eges"}
 
 
