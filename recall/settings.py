@@ -130,10 +130,11 @@ class Settings(BaseSettings):
     # by tag2vec_weighting ("equal" or "idf"); tag2vec_title_words adds the title's words to the
     # training sentences. The seed design is top 3, equal, 10 epochs; the defaults were chosen
     # by purity@10 on Toutiao's tune subset and category purity on mind-sample (README, "Purity
-    # on Toutiao"): IDF and title words help Toutiao a little and hurt MIND or loosen the floor.
+    # on Toutiao"): IDF helps Toutiao a little and hurts MIND; title words help Toutiao and loosen
+    # the floor on English tags, so "auto" adds them for Chinese tags only.
     tag2vec_top: int = Field(0, ge=0)
     tag2vec_weighting: Literal["equal", "idf"] = "equal"
-    tag2vec_title_words: bool = False
+    tag2vec_title_words: bool | Literal["auto"] = "auto"
     # fastText's character n-grams for tags: "3-6" (its default), "1-3" (Chinese), or "auto"
     # (1-3 when a tenth of the tags or more are Chinese).
     tag2vec_char_ngrams: Literal["auto", "3-6", "1-3"] = "auto"

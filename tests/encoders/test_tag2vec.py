@@ -220,3 +220,19 @@ def test_character_ngrams_follow_the_language_of_the_tags(encoder):
     assert not fitted.knows("股份") and np.linalg.norm(fitted.token_vectors(["股份"])) > 0
     with pytest.raises(ValueError, match="char_ngrams"):
         Tag2VecEncoder(char_ngrams="2-5")
+
+
+def test_title_words_join_the_sentences_of_chinese_tags_only(encoder, world):
+    """"auto" adds the titles' words (jieba's) for Chinese tags and leaves English tags alone."""
+    title_word = world.articles[0].title.split()[0].lower()
+    assert encoder.title_words is False and not encoder.knows(title_word)
+    headlines = [ArticleRecord(id=f"t{n}", title=title, tags=tuple((t, 1.0) for t in tags)) for n, (title, tags) in
+                 enumerate([("上海证券交易所发布年度报告", ("年度报告", "上海证券交易所")),
+                            ("湖人队詹姆斯再夺冠军", ("湖人", "詹姆斯"))])]
+    fitted = Tag2VecEncoder(dim=8, epochs=1).fit(TrainingCorpus({a.id: a for a in headlines}))
+    assert fitted.title_words is True and fitted.params()["title_words"] is True
+    assert fitted.knows("发布") and fitted.knows("湖人队")
+    pinned = Tag2VecEncoder(dim=8, epochs=1, title_words=False).fit(TrainingCorpus({a.id: a for a in headlines}))
+    assert not pinned.knows("发布")
+    with pytest.raises(ValueError, match="title_words"):
+        Tag2VecEncoder(title_words="yes")
