@@ -28,9 +28,9 @@ class Graph2VecEncoder(GraphWalks, Item2VecEncoder):
                  threads: int = 2, seed: int = 7, buckets: int = 0, subwords: bool = False,
                  sample: float | None = None, session_gap_seconds: float = 1800.0,
                  half_life_days: float = 7.0, walks_per_node: int = 5, walk_length: int = 10,
-                 p: float = 1.0, q: float = 1.0):
+                 p: float = 1.0, q: float = 1.0, max_tokens: int = 40_000_000):
         super().__init__(dim=dim, epochs=epochs, window=window, min_count=min_count, threads=threads,
-                         seed=seed, buckets=buckets, subwords=subwords, sample=sample)
+                         seed=seed, buckets=buckets, subwords=subwords, sample=sample, max_tokens=max_tokens)
         self._walk_params(session_gap_seconds, half_life_days, walks_per_node, walk_length, p, q)
 
     def params(self) -> dict:

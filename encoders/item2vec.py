@@ -28,9 +28,9 @@ class ClickSequenceEncoder(FastTextSequenceEncoder):
 
     def __init__(self, dim: int = 64, epochs: int = 10, window: int = 5, min_count: int = 2,
                  threads: int = 2, seed: int = 7, buckets: int = 0, subwords: bool = False,
-                 sample: float | None = None):
-        super().__init__(dim=dim, epochs=epochs, window=window, min_count=min_count,
-                         threads=threads, seed=seed, buckets=buckets, subwords=subwords, sample=sample)
+                 sample: float | None = None, max_tokens: int = 40_000_000):
+        super().__init__(dim=dim, epochs=epochs, window=window, min_count=min_count, threads=threads,
+                         seed=seed, buckets=buckets, subwords=subwords, sample=sample, max_tokens=max_tokens)
 
     def token(self, article: ArticleRecord) -> str | None:
         raise NotImplementedError

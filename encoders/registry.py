@@ -58,16 +58,20 @@ def _entity2vec(s: Settings) -> Encoder:
 ENCODERS: dict[str, tuple[type, Callable[[Settings], Encoder]]] = {
     "tag2vec": (Tag2VecEncoder, lambda s: Tag2VecEncoder(
         dim=s.tag2vec_dim, epochs=s.tag2vec_epochs, top=s.tag2vec_top, weighting=s.tag2vec_weighting,
-        title_words=s.tag2vec_title_words, char_ngrams=s.tag2vec_char_ngrams, threads=s.threads, seed=s.seed)),
-    "item2vec": (Item2VecEncoder, lambda s: Item2VecEncoder(threads=s.threads, seed=s.seed)),
-    "media2vec": (Media2VecEncoder, lambda s: Media2VecEncoder(threads=s.threads, seed=s.seed)),
+        title_words=s.tag2vec_title_words, char_ngrams=s.tag2vec_char_ngrams, threads=s.threads, seed=s.seed,
+        max_tokens=s.fasttext_max_tokens)),
+    "item2vec": (Item2VecEncoder, lambda s: Item2VecEncoder(threads=s.threads, seed=s.seed,
+                                                            max_tokens=s.fasttext_max_tokens)),
+    "media2vec": (Media2VecEncoder, lambda s: Media2VecEncoder(threads=s.threads, seed=s.seed,
+                                                               max_tokens=s.fasttext_max_tokens)),
     "title2vec": (TitleLSTMEncoder, lambda s: TitleLSTMEncoder(epochs=s.title2vec_epochs, seed=s.seed)),
     "doc2vec": (DocBertEncoder, _doc2vec),
     "img2vec": (ImageResNetEncoder, _img2vec),
     "entity2vec": (EntityVectorEncoder, _entity2vec),
     # Small tensors: one torch thread beats two on a shared 2-core machine (bench/encoders.py).
     "dssm": (DSSMEncoder, lambda s: DSSMEncoder(epochs=s.dssm_epochs, threads=1, seed=s.seed)),
-    "graph2vec": (Graph2VecEncoder, lambda s: Graph2VecEncoder(threads=s.threads, seed=s.seed, **_graph_walks(s))),
+    "graph2vec": (Graph2VecEncoder, lambda s: Graph2VecEncoder(threads=s.threads, seed=s.seed,
+                                                               max_tokens=s.fasttext_max_tokens, **_graph_walks(s))),
     "eges": (EGESEncoder, lambda s: EGESEncoder(epochs=s.eges_epochs, threads=1, seed=s.seed, **_graph_walks(s))),
 }
 

@@ -67,11 +67,17 @@ class FastTextSequenceEncoder(SkipsUnreadable):
     # are randomly dropped. 1e-4 (its default) is made for large text corpora. Each subclass sets
     # its default here; the ``sample`` argument overrides it.
     sample = 1e-4
+    # Epochs are for small corpora (Toutiao's 9k headlines want 30); a large one gets as many
+    # as keep epochs x tokens within ``max_tokens``, never fewer than FEWEST_EPOCHS (fastText's
+    # default). MIND-large's tag sentences (7.5M tokens) take 5 epochs, not 30: 30 ran past
+    # half an hour on two cores, for vectors that 5 passes over that much text already settle.
+    FEWEST_EPOCHS = 5
 
     def __init__(self, dim: int = 64, epochs: int = 10, window: int = 5, min_count: int = 1,
                  threads: int = 2, seed: int = 7, buckets: int = 100_000, subwords: bool = True,
-                 sample: float | None = None):
+                 sample: float | None = None, max_tokens: int = 40_000_000):
         self.dim_ = dim
+        self.max_tokens = max_tokens
         self.sample = type(self).sample if sample is None else sample
         self.epochs = epochs
         self.window = window
@@ -94,7 +100,11 @@ class FastTextSequenceEncoder(SkipsUnreadable):
         # max(threads, INIT_THREADS) threads, so a count up to 10 does not even change that.
         return {"dim": self.dim_, "epochs": self.epochs, "window": self.window,
                 "min_count": self.min_count, "buckets": self.buckets, "subwords": self.subwords,
-                "sample": self.sample, "seed": self.seed}
+                "sample": self.sample, "seed": self.seed, "max_tokens": self.max_tokens}
+
+    def epochs_for(self, tokens: int) -> int:
+        """The epochs a corpus of ``tokens`` tokens is trained for (``max_tokens``, above)."""
+        return min(self.epochs, max(self.FEWEST_EPOCHS, self.max_tokens // max(tokens, 1)))
 
     def sentences(self, corpus: TrainingCorpus) -> Iterable[list[str]]:
         raise NotImplementedError
@@ -121,8 +131,11 @@ class FastTextSequenceEncoder(SkipsUnreadable):
                 words.append(f"</pad{len(words)}>")
             self._write_initial_vectors(init_path, words)
             minn, maxn = self._subword_lengths(list(counts))
+            tokens = counts.total()
+            epochs = self.epochs_for(tokens)
+            self.training_metrics_ = {**getattr(self, "training_metrics_", {}), "tokens": tokens, "epochs": epochs}
             self.model_ = fasttext.train_unsupervised(
-                str(sentences_path), model="skipgram", dim=self.dim_, epoch=self.epochs, ws=self.window,
+                str(sentences_path), model="skipgram", dim=self.dim_, epoch=epochs, ws=self.window,
                 minCount=self.min_count, t=self.sample, thread=max(self.threads, INIT_THREADS),
                 bucket=self.buckets if self.subwords else 0,
                 minn=minn if self.subwords else 0, maxn=maxn if self.subwords else 0,

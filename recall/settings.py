@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # fastText's character n-grams for tags: "3-6" (its default), "1-3" (Chinese), or "auto"
     # (1-3 when a tenth of the tags or more are Chinese).
     tag2vec_char_ngrams: Literal["auto", "3-6", "1-3"] = "auto"
+    # fastText encoders (tag2vec, item2vec, media2vec, graph2vec): a corpus of more tokens than
+    # this over its epochs gets fewer epochs, never under 5 (encoders/tag2vec.py).
+    fasttext_max_tokens: int = Field(40_000_000, ge=1)
     title2vec_epochs: int = Field(5, ge=1)
     dssm_epochs: int = Field(5, ge=1)
     threads: int = Field(2, ge=1)

@@ -236,3 +236,15 @@ def test_title_words_join_the_sentences_of_chinese_tags_only(encoder, world):
     assert not pinned.knows("发布")
     with pytest.raises(ValueError, match="title_words"):
         Tag2VecEncoder(title_words="yes")
+
+
+def test_a_large_corpus_gets_fewer_epochs_within_the_token_budget(corpus):
+    tokens = sum(len(s) for s in Tag2VecEncoder().sentences(corpus))
+    assert Tag2VecEncoder(epochs=30, max_tokens=10**9).epochs_for(tokens) == 30  # small: every epoch
+    assert Tag2VecEncoder(epochs=30, max_tokens=tokens * 8).epochs_for(tokens) == 8
+    assert Tag2VecEncoder(epochs=30, max_tokens=tokens).epochs_for(tokens) == Tag2VecEncoder.FEWEST_EPOCHS
+    assert Tag2VecEncoder(epochs=3, max_tokens=tokens).epochs_for(tokens) == 3  # never more than asked
+    trained = Tag2VecEncoder(dim=16, epochs=30, max_tokens=tokens * 6, threads=1).fit(corpus)
+    assert trained.training_metrics_ == {"tokens": tokens, "epochs": 6}
+    assert trained.params()["max_tokens"] == tokens * 6  # in the reuse key
+    assert build_encoder("tag2vec", Settings(_env_file=None, fasttext_max_tokens=123)).max_tokens == 123
