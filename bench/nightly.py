@@ -297,9 +297,13 @@ def table(size: str, cases: list[Case], sampled: dict[str, Sampled], new_article
 
 def bench_size(size: str, args: argparse.Namespace, console: Console) -> Table:
     console.print(f"{size}:")
-    with scratch_database("postgresql") as url, tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
+    given = nullcontext(args.database) if args.database else scratch_database("postgresql")
+    with given as url, tempfile.TemporaryDirectory(prefix="bench-nightly-") as tmp:
         scratch = Path(tmp)
-        load_world(url, size, args.days, console)
+        if args.database:
+            console.print(f"  world: the one in {args.database} (the warm runs add their new articles to it)")
+        else:
+            load_world(url, size, args.days, console)
         wanted = list(ENCODERS) if args.encoders == "all" else args.encoders.split(",")
         sampled = args.sampled.split(",") if args.sample else []
         built = [name for name in wanted if name not in sampled]
@@ -339,6 +343,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7, help="days of events in the world")
     parser.add_argument("--threads", type=int, default=2, help="the local Ray's CPUs (each cluster node: half)")
     parser.add_argument("--encoders", default="all", help="the encoders the nightly builds (comma-separated)")
+    parser.add_argument("--database", default="",
+                        help="a database already holding a world of the one --sizes given (recall ingest synthetic "
+                             "--bulk), used instead of generating one into a scratch schema")
     parser.add_argument("--sample", type=int, default=0,
                         help="embed only this many articles with the --sampled encoders, extrapolated (0: no sampling)")
     parser.add_argument("--sampled", default="doc2vec,img2vec", help="the encoders --sample applies to")
