@@ -156,8 +156,8 @@ class Settings(BaseSettings):
     # and 20 user parts to spread over a cluster's CPUs, and a test-sized world is one task.
     nightly_partition_articles: int = Field(50_000, ge=1)
     nightly_partition_users: int = Field(50_000, ge=1)
-    # Ray Data actors embedding articles, each holding one loaded model (None: ``threads``).
-    embed_actors: int | None = Field(None, ge=1)
+    # Ray Data actors embedding articles, each holding one loaded model (0: ``threads``).
+    embed_actors: int = Field(0, ge=0)
     # Fewer articles to embed than this go as one Ray task, not through Ray Data, whose start
     # costs more than encoding them (measured in jobs/embedding.py).
     embed_dataset_min: int = Field(2000, ge=0)
