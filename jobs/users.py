@@ -37,7 +37,7 @@ import ray
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import load_encoder
-from jobs.raywork import map_tasks, node_id, run_task, task_cpus
+from jobs.raywork import map_tasks, run_task, task_cpus
 from jobs.runs import JobRecorder
 from recall import buildkeys, clustering, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
@@ -326,7 +326,7 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
     item_index = indexes.get(TAG_ROUTE)
     with run.step("users:profiles") as m:
         profiles = rebuild_profiles(online, corpus, catalog)
-        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags), nodes=[node_id()])
+        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags))  # nodes: the driver's (RayJobRecorder)
 
     with run.step("users:vectors") as m:
         if TAG_ROUTE in encoders:
