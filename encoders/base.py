@@ -12,6 +12,15 @@ article never fails the batch it came in, the fast path, catch-up or the nightly
 so ``load``), by the trained encoders' version digests and by the nightly job's reuse key
 (``jobs/artefacts.training_key``). ``tests/encoders/test_common.py`` checks all of this for every
 encoder in ``encoders/registry.py``.
+
+Warm start, optional: an encoder that can continue a previous model has
+``warm_fit(corpus, previous, epochs)``, which is ``fit`` on the grown corpus starting from
+``previous``'s weights (a fitted encoder of the same class and ``params()``) and trained for
+``epochs`` epochs instead of its own. What both models know (a word, a tag, an article, a side
+value) starts where ``previous`` left it; what is new starts as a cold fit would start it. The
+nightly job warm-starts an encoder that has the method when yesterday's model had the same
+parameters (``settings.warm_epochs``, ``settings.cold_every_days``); the fastText family and the
+torch encoders trained by the nightly's training step have it.
 """
 
 from __future__ import annotations

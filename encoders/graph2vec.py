@@ -8,10 +8,7 @@ row, as item2vec gives it. Tokens and encoding are item2vec's.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
-from typing import Self
 
 from encoders.base import TrainingCorpus
 from encoders.graph import GraphWalks
@@ -42,11 +39,3 @@ class Graph2VecEncoder(GraphWalks, Item2VecEncoder):
         for batch in walks:
             for walk in batch.tolist():
                 yield [tokens[node] for node in walk]
-
-    def fit(self, corpus: TrainingCorpus) -> Self:
-        super().fit(corpus)
-        # fastText's lock-free training differs from run to run: the version follows the weights.
-        digest = hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode())
-        digest.update(self.model_.get_input_matrix().tobytes())
-        self.version = digest.hexdigest()[:16]
-        return self

@@ -110,6 +110,18 @@ class FastTextSequenceEncoder(SkipsUnreadable):
         raise NotImplementedError
 
     def fit(self, corpus: TrainingCorpus) -> Self:
+        return self._fit(corpus, previous=None, epochs=None)
+
+    def warm_fit(self, corpus: TrainingCorpus, previous: Self, epochs: int) -> Self:
+        """``fit`` from ``previous``'s word vectors, for ``epochs`` epochs (``_start_vectors``)."""
+        self._settle_like(previous)
+        return self._fit(corpus, previous=previous, epochs=epochs)
+
+    def _settle_like(self, previous: Self) -> None:
+        """Take what ``previous`` settled at fit from the corpus ("auto" choices), so both
+        models cut words into the same subwords."""
+
+    def _fit(self, corpus: TrainingCorpus, previous: Self | None, epochs: int | None) -> Self:
         counts: Counter[str] = Counter()
         with tempfile.TemporaryDirectory() as tmp:
             sentences_path, init_path = Path(tmp) / "sentences.txt", Path(tmp) / "init.vec"
@@ -129,10 +141,10 @@ class FastTextSequenceEncoder(SkipsUnreadable):
             buckets = self.buckets if self.subwords else 0
             while ((len(words) + buckets) * self.dim_) % 10:
                 words.append(f"</pad{len(words)}>")
-            self._write_initial_vectors(init_path, words)
+            self._write_initial_vectors(init_path, words, previous)
             minn, maxn = self._subword_lengths(list(counts))
             tokens = counts.total()
-            epochs = self.epochs_for(tokens)
+            epochs = epochs or self.epochs_for(tokens)
             self.training_metrics_ = {**getattr(self, "training_metrics_", {}), "tokens": tokens, "epochs": epochs}
             self.model_ = fasttext.train_unsupervised(
                 str(sentences_path), model="skipgram", dim=self.dim_, epoch=epochs, ws=self.window,
@@ -167,20 +179,37 @@ class FastTextSequenceEncoder(SkipsUnreadable):
     def _extra_state(self) -> dict:
         return {}
 
-    def _write_initial_vectors(self, path: Path, words: list[str]) -> None:
+    def _write_initial_vectors(self, path: Path, words: list[str], previous: Self | None) -> None:
         """Seeded starting vectors for every word, handed to fastText as "pretrained" ones.
 
         fastText 0.9.x fills only ``threads``/10 of its input matrix at random and leaves the rest
         as whatever memory held, which is NaN or 1e25 on small vocabularies
         (facebookresearch/fastText#1061); its Python API also takes no seed. Giving every word
-        its start vector fixes both (the subword buckets: see ``INIT_THREADS``).
+        its start vector fixes both (the subword buckets: see ``INIT_THREADS``). A warm start
+        gives a word ``previous`` knew its vector there (``_start_vectors``).
         """
         rng = np.random.default_rng(self.seed)
         vectors = rng.uniform(-1.0 / self.dim_, 1.0 / self.dim_, size=(len(words), self.dim_))
+        if previous is not None:
+            self._start_vectors(previous, words, vectors)
         with path.open("w", encoding="utf-8") as fh:
             fh.write(f"{len(words)} {self.dim_}\n")
             for word, vector in zip(words, vectors):
                 fh.write(word + " " + " ".join(f"{x:.6g}" for x in vector) + "\n")
+
+    def _start_vectors(self, previous: Self, words: list[str], vectors: np.ndarray) -> None:
+        """Overwrite the rows of ``vectors`` (one per word) of the words ``previous`` knew.
+
+        A .vec file carries word rows only: fastText starts the subword buckets at random
+        again. So a known word starts from its whole previous vector (word row and subwords
+        together, ``get_word_vector``), times the rows fastText averages into it (its own and
+        its n-grams'): that average then starts at the previous vector, plus the new buckets'
+        noise shrunk by the same factor.
+        """
+        model = previous._require_model()
+        for row, word in enumerate(words):
+            if model.get_word_id(word) >= 0:
+                vectors[row] = model.get_word_vector(word) * len(model.get_subwords(word)[1])
 
     def token_vectors(self, tokens: Sequence[str]) -> np.ndarray:
         """Raw fastText vectors of tokens, shape (len(tokens), dim)."""
@@ -254,6 +283,9 @@ class Tag2VecEncoder(FastTextSequenceEncoder):
     def params(self) -> dict:
         return {**super().params(), "top": self.top, "weighting": self.weighting,
                 "title_words": self.title_words, "char_ngrams": self.char_ngrams}
+
+    def _settle_like(self, previous: Self) -> None:
+        self.char_ngrams, self.title_words = previous.char_ngrams, previous.title_words
 
     def _subword_lengths(self, words: list[str]) -> tuple[int, int]:
         if self.char_ngrams == "auto":

@@ -2,7 +2,8 @@
 
 * Training: an encoder's training inputs are the corpus and its hyper-parameters (``params()``);
   when their fingerprint equals the one the active build recorded, its trained model is copied,
-  not retrained.
+  not retrained. When only the corpus changed (same ``params_key``), the nightly warm-starts
+  the new model from it instead (``jobs/nightly.warm_start``).
 * Embedding: vectors are cached by (encoder name, encoder version, article content hash), so a
   run re-embeds only new or changed articles (and every article once the encoder's version moves).
 """
@@ -28,6 +29,13 @@ def corpus_fingerprint(corpus: TrainingCorpus) -> str:
     for user in sorted(corpus.click_sequences):
         digest.update(f"{user}\t{' '.join(corpus.click_sequences[user])}\n".encode())
     return digest.hexdigest()
+
+
+def params_key(encoder: Encoder) -> str:
+    """The fingerprint of an encoder's class and ``params()``: what a model must share with
+    today's encoder to be warm-started from (the corpus may differ)."""
+    inputs = json.dumps({"encoder": type(encoder).__name__, "params": encoder.params()}, sort_keys=True)
+    return hashlib.sha256(inputs.encode()).hexdigest()[:16]
 
 
 def training_key(encoder: Encoder, corpus_digest: str) -> str:

@@ -58,7 +58,7 @@ from sqlalchemy import Engine
 
 from encoders.base import NothingToLearn, TrainingCorpus
 from encoders.registry import ENCODERS, EncoderUnavailable, build_encoder, load_encoder
-from jobs.artefacts import EmbeddingCache, corpus_fingerprint, training_key
+from jobs.artefacts import EmbeddingCache, corpus_fingerprint, params_key, training_key
 from jobs.embedding import ArticleEmbedding
 from jobs.raywork import RayJobRecorder, map_tasks, ray_runtime, run_task, task_cpus
 from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
@@ -135,13 +135,40 @@ def load_corpus(settings: Settings, engine: Engine, cutoff: datetime) -> tuple[T
     return corpus, nodes
 
 
-def train_encoder(name: str, settings: Settings, corpus: TrainingCorpus, model_dir: Path) -> dict:
-    """The Ray task of a training: fit encoder ``name`` on the corpus whole and save it into
-    ``model_dir`` (the driver loads it from there); returns its training metrics."""
+def train_encoder(name: str, settings: Settings, corpus: TrainingCorpus, model_dir: Path,
+                  warm_from: Path | None = None) -> dict:
+    """The Ray task of a training: fit encoder ``name`` on the corpus whole, from the model in
+    ``warm_from`` for ``settings.warm_epochs`` epochs when given (``warm_start``), and save it
+    into ``model_dir`` (the driver loads it from there); returns its training metrics."""
     encoder = build_encoder(name, settings)
-    encoder.fit(corpus)
+    if warm_from is None:
+        encoder.fit(corpus)
+        epochs = getattr(encoder, "epochs", None)
+    else:
+        encoder.warm_fit(corpus, load_encoder(name, warm_from), settings.warm_epochs)
+        epochs = settings.warm_epochs
     encoder.save(model_dir)
-    return getattr(encoder, "training_metrics_", {})  # the graph's size (graph2vec, eges)
+    # The graph's size (graph2vec, eges); fastText's epochs, which a large corpus lowers.
+    return {**({"epochs": epochs} if epochs is not None else {}), **getattr(encoder, "training_metrics_", {})}
+
+
+def warm_start(settings: Settings, encoder, previous: Path | None, lineage: dict | None,
+               cutoff: datetime) -> Path | None:
+    """The previous build's model folder to train ``encoder`` from, or None to train it cold.
+
+    Warm when the encoder can (``warm_fit``), ``settings.warm_epochs`` is not 0, and the
+    previous model (``lineage``: its entry in the previous manifest's ``model_lineage``) has
+    today's ``params_key`` and descends from a cold training at most ``cold_every_days`` before
+    this cutoff: a chain of warm builds retrains cold once a week by default.
+    """
+    if previous is None or lineage is None or not settings.warm_epochs or not hasattr(encoder, "warm_fit"):
+        return None
+    folder = previous / "models" / encoder.name
+    age = cutoff - datetime.fromisoformat(lineage["cold_cutoff"])
+    if lineage["params"] != params_key(encoder) or not folder.exists() \
+            or age > timedelta(days=settings.cold_every_days):
+        return None
+    return folder
 
 
 def read_manifest(build_dir: Path) -> dict:
@@ -383,11 +410,14 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
     manifest (written by the publish step) and what the online step publishes of the users."""
     articles = list(corpus.articles.values())
     previous = previous_build(store)
-    previous_inputs = read_manifest(previous).get("training_inputs", {}) if previous else {}
+    previous_manifest = read_manifest(previous) if previous else {}
+    previous_inputs = previous_manifest.get("training_inputs", {})
+    previous_lineage = previous_manifest.get("model_lineage", {})
     corpus_digest = corpus_fingerprint(corpus)
     cache = EmbeddingCache(settings.var_dir / "cache" / "embeddings")
     corpus_ref = ray.put(corpus)  # once for every training task
     manifest_routes, manifest_encoders, training_inputs = {}, {}, {}
+    lineage: dict[str, dict] = {}  # encoder -> its params_key and the cutoff of its last cold training
     indexes: dict[str, VectorIndex] = {}
     encoders: dict[str, object] = {}
     user_vectors: dict[str, dict[str, np.ndarray]] = {}  # kind -> user -> vector (the DSSM tower's)
@@ -406,15 +436,20 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
                 except EncoderUnavailable as exc:
                     m["skipped"] = str(exc)
                     continue
-                key = training_key(encoder, corpus_digest)
+                # Of the encoder as configured: a fitted one may have settled an "auto" parameter.
+                key, configured = training_key(encoder, corpus_digest), params_key(encoder)
                 if previous_inputs.get(encoder_name) == key and (previous / "models" / encoder_name).exists():
                     shutil.copytree(previous / "models" / encoder_name, model_dir)
                     encoder = load_encoder(encoder_name, model_dir)
                     m["reused_from"] = previous.name
+                    if encoder_name in previous_lineage:
+                        lineage[encoder_name] = previous_lineage[encoder_name]
                 else:
+                    warm_from = warm_start(settings, encoder, previous, previous_lineage.get(encoder_name), cutoff)
                     try:
                         trained, m["nodes"] = run_task(train_encoder, encoder_name, settings, corpus_ref,
-                                                       model_dir.resolve(), cpus=task_cpus(settings))
+                                                       model_dir.resolve(), warm_from and warm_from.resolve(),
+                                                       cpus=task_cpus(settings))
                     except NothingToLearn as exc:
                         # A source without media, say: skip the route, unless it is serving now,
                         # for then this build would silently lose it (the run fails instead).
@@ -424,6 +459,10 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
                         continue
                     encoder = load_encoder(encoder_name, model_dir)
                     m.update(trained)
+                    if warm_from is not None:
+                        m["warm_from"] = previous.name
+                    lineage[encoder_name] = previous_lineage[encoder_name] if warm_from else \
+                        {"params": configured, "cold_cutoff": cutoff.isoformat()}
                 m.update(version=encoder.version, dim=encoder.dim)
                 manifest_encoders[encoder_name] = encoder.version
                 training_inputs[encoder_name] = key
@@ -468,6 +507,6 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
 
     manifest = {"version": run.version, "built_at": utcnow().isoformat(timespec="seconds"),
                 "cutoff": cutoff.isoformat(), "routes": manifest_routes,
-                "encoders": manifest_encoders, "training_inputs": training_inputs,
+                "encoders": manifest_encoders, "training_inputs": training_inputs, "model_lineage": lineage,
                 "counts": counts}
     return manifest, users

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     fasttext_max_tokens: int = Field(40_000_000, ge=1)
     title2vec_epochs: int = Field(5, ge=1)
     dssm_epochs: int = Field(5, ge=1)
+    # Warm training (jobs/nightly.py): when yesterday's build holds a model of an encoder with the
+    # same hyper-parameters, the nightly trains on the grown corpus from its weights for this
+    # many epochs (0: always cold), and cold again once the model's cold training is more than
+    # cold_every_days before the cutoff, so warm steps never drift for long.
+    warm_epochs: int = Field(1, ge=0)
+    cold_every_days: float = Field(7.0, ge=0)
     threads: int = Field(2, ge=1)
     seed: int = 7
 
