@@ -39,6 +39,7 @@ from torch import nn
 from encoders.base import NothingToLearn, NotFitted, SkipsUnreadable, TrainingCorpus
 from encoders.tag2vec import top_tags
 from encoders.threads import torch_threads
+from encoders.warm import load_warm, shared_rows
 from recall.domain import ArticleRecord
 
 TOP_TAGS = 5
@@ -171,6 +172,16 @@ class DSSMEncoder(SkipsUnreadable):
         return text
 
     def fit(self, corpus: TrainingCorpus, text_vectors: TextVectors | None = None) -> Self:
+        return self._fit(corpus, text_vectors, None, self.epochs)
+
+    def warm_fit(self, corpus: TrainingCorpus, previous: Self, epochs: int,
+                 text_vectors: TextVectors | None = None) -> Self:
+        """``fit`` from ``previous``'s towers and feature rows (``encoders/warm.py``); both read
+        text vectors of one width, or none."""
+        return self._fit(corpus, text_vectors, previous, epochs)
+
+    def _fit(self, corpus: TrainingCorpus, text_vectors: TextVectors | None, previous: Self | None,
+             epochs: int) -> Self:
         clicked = sorted({aid for clicks in corpus.click_sequences.values() for aid in clicks
                           if aid in corpus.articles})
         counts = Counter(t for aid in clicked
@@ -193,11 +204,15 @@ class DSSMEncoder(SkipsUnreadable):
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)
             model = self._new_model()
-            self._train(model, torch.from_numpy(ids), torch.from_numpy(text), histories, positives)
-        self.model_ = model.eval()
+            if previous is not None:
+                load_warm(model, previous._require_model(), {"embed.weight": shared_rows(self.vocab_, previous.vocab_)})
+            self._train(model, torch.from_numpy(ids), torch.from_numpy(text), histories, positives, epochs)
+        self.model_, self.training_metrics_ = model.eval(), {"epochs": epochs}
         clicks = [[articles[row].id for row in seq] for seq in sequences]
         digest = hashlib.sha256(json.dumps([self.params(), kept, clicks]).encode())
         digest.update(ids.tobytes() + text.tobytes())  # what the articles read
+        if previous is not None:  # a warm start's weights depend on the model it started from
+            digest.update(previous.version.encode())
         self.version = digest.hexdigest()[:16]
         return self
 
@@ -211,11 +226,11 @@ class DSSMEncoder(SkipsUnreadable):
         return np.concatenate(histories), np.concatenate(positives)
 
     def _train(self, model: TwoTowerNet, ids: torch.Tensor, text: torch.Tensor,
-               histories: np.ndarray, positives: np.ndarray) -> None:
+               histories: np.ndarray, positives: np.ndarray, epochs: int) -> None:
         optimiser = torch.optim.Adam(model.parameters(), lr=self.lr)
         rng = np.random.default_rng(self.seed)
         model.train()
-        for _ in range(self.epochs):
+        for _ in range(epochs):
             order = rng.permutation(len(positives))
             for start in range(0, len(order), self.batch_size):
                 batch = order[start: start + self.batch_size]

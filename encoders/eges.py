@@ -36,6 +36,7 @@ from encoders.base import NotFitted, SkipsUnreadable, TrainingCorpus
 from encoders.dssm import FIELD_SLOTS, SLOTS, feature_slots
 from encoders.graph import GraphWalks
 from encoders.threads import torch_threads
+from encoders.warm import load_warm, shared_rows
 from recall.domain import ArticleRecord
 
 FIELDS = 1 + len(FIELD_SLOTS)  # the id, then tags, category, subcategory, media
@@ -132,6 +133,13 @@ class EGESEncoder(GraphWalks, SkipsUnreadable):
         return ids
 
     def fit(self, corpus: TrainingCorpus) -> Self:
+        return self._fit(corpus, None, self.epochs)
+
+    def warm_fit(self, corpus: TrainingCorpus, previous: Self, epochs: int) -> Self:
+        """``fit`` from ``previous``'s id, attention, context and side rows (``encoders/warm.py``)."""
+        return self._fit(corpus, previous, epochs)
+
+    def _fit(self, corpus: TrainingCorpus, previous: Self | None, epochs: int) -> Self:
         graph, walk_batches = self.graph_walks(corpus, self.seed)
         walks = list(walk_batches)
         records = [corpus.articles.get(aid) for aid in graph.nodes]
@@ -140,13 +148,18 @@ class EGESEncoder(GraphWalks, SkipsUnreadable):
         self.vocab_ = {t: i for i, t in enumerate(sorted(t for t, c in counts.items() if c >= self.min_count), 1)}
         self.nodes_ = {aid: row for row, aid in enumerate(graph.nodes)}
         side = torch.from_numpy(self._side_ids(records))
-        self.training_metrics_["nodes_without_side_info"] = int((side == 0).all(1).sum())
+        self.training_metrics_.update(nodes_without_side_info=int((side == 0).all(1).sum()), epochs=epochs)
 
         strength = np.asarray(graph.adjacency.sum(axis=1)).ravel() ** 0.75
         with torch_threads(self.threads):
             torch.manual_seed(self.seed)
             model = EGESNet(len(graph.nodes), len(self.vocab_) + 1, self.dim_)
-            self._train(model, side, walks, torch.from_numpy(strength / strength.sum()))
+            if previous is not None:
+                nodes = shared_rows(self.nodes_, previous.nodes_)
+                load_warm(model, previous._require_model(), {
+                    "ids.weight": nodes, "attention.weight": nodes, "context.weight": nodes,
+                    "side.weight": shared_rows(self.vocab_, previous.vocab_)})
+            self._train(model, side, walks, torch.from_numpy(strength / strength.sum()), epochs)
         self.model_ = model.eval()
         digest = hashlib.sha256(json.dumps([self.params(), graph.nodes, sorted(self.vocab_)]).encode())
         for tensor in model.state_dict().values():
@@ -155,12 +168,12 @@ class EGESEncoder(GraphWalks, SkipsUnreadable):
         return self
 
     def _train(self, model: EGESNet, side: torch.Tensor, walks: list[np.ndarray],
-               negative_odds: torch.Tensor) -> None:
+               negative_odds: torch.Tensor, epochs: int) -> None:
         optimiser = torch.optim.SparseAdam(list(model.parameters()), lr=self.lr)
         rng = np.random.default_rng(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         model.train()
-        for _ in range(self.epochs):
+        for _ in range(epochs):
             for batch in walks:
                 for first in range(0, len(batch), PAIR_WALKS):
                     centres, contexts = map(torch.from_numpy,

@@ -36,6 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from encoders.base import NothingToLearn, NotFitted, SkipsUnreadable, TrainingCorpus
 from encoders.text import PAD_ID, UNK_ID, Vocabulary, tokenize
 from encoders.threads import torch_threads
+from encoders.warm import load_warm, shared_rows
 from recall.domain import ArticleRecord
 
 ENCODE_BATCH = 256
@@ -169,6 +170,15 @@ class TitleLSTMEncoder(SkipsUnreadable):
         return TitleNet(vocab_size, self.embed_dim, self.hidden, self.dim_)
 
     def fit(self, corpus: TrainingCorpus) -> Self:
+        return self._fit(corpus, None, self.epochs)
+
+    def warm_fit(self, corpus: TrainingCorpus, previous: Self, epochs: int) -> Self:
+        """``fit`` from ``previous``'s token rows, LSTM and projection (``encoders/warm.py``);
+        the category prototypes, which ``fit`` drops, start at the categories' mean title
+        vectors under those weights."""
+        return self._fit(corpus, previous, epochs)
+
+    def _fit(self, corpus: TrainingCorpus, previous: Self | None, epochs: int) -> Self:
         tokens_of = {aid: self._readable(lambda a: tokenize(a.title), a, [])
                      for aid, a in corpus.articles.items() if a.title}
         vocab = Vocabulary.build(tokens_of.values(), self.min_count, self.max_vocab)
@@ -183,22 +193,40 @@ class TitleLSTMEncoder(SkipsUnreadable):
             model = self._new_model(len(vocab))
             prototypes = (nn.Parameter(torch.randn(len(data.categories), self.dim_))
                           if use_categories else None)
-            self._train(model, prototypes, data, use_clicks)
+            if previous is not None:
+                load_warm(model, previous.model_, {"embed.weight": shared_rows(vocab.id_of, previous.vocab_.id_of)})
+                if prototypes is not None:
+                    self._category_means(model, data, prototypes)
+            self._train(model, prototypes, data, use_clicks, epochs)
         self.objective_ = "+".join(["clicks"] * use_clicks + ["category"] * use_categories)
-        self.vocab_, self.model_ = vocab, model.eval()
+        self.vocab_, self.model_, self.training_metrics_ = vocab, model.eval(), {"epochs": epochs}
         digest = hashlib.sha256(json.dumps(
             [self.params(), vocab.words, data.titles, data.labels.tolist(), data.pairs.tolist()]).encode())
+        if previous is not None:  # a warm start's weights depend on the model it started from
+            digest.update(previous.version.encode())
         self.version = digest.hexdigest()[:16]
         return self
 
+    def _category_means(self, model: TitleNet, data: TitleTrainingSet, prototypes: nn.Parameter) -> None:
+        """Point each category's prototype at its titles' mean vector (the loss normalises it);
+        a category without a title keeps its random start."""
+        labelled = np.flatnonzero(data.labels != NO_LABEL)
+        sums = torch.zeros_like(prototypes)
+        with torch.no_grad():
+            for start in range(0, len(labelled), ENCODE_BATCH):
+                chunk = labelled[start: start + ENCODE_BATCH]
+                sums.index_add_(0, torch.from_numpy(data.labels[chunk]), model(*pad([data.titles[t] for t in chunk])))
+            seen = sums.any(1)
+            prototypes[seen] = sums[seen]
+
     def _train(self, model: TitleNet, prototypes: nn.Parameter | None, data: TitleTrainingSet,
-               use_clicks: bool) -> None:
+               use_clicks: bool, epochs: int) -> None:
         parameters = list(model.parameters()) + ([prototypes] if prototypes is not None else [])
         optimiser = torch.optim.Adam(parameters, lr=self.lr)
         category_weight = self.category_weight if use_clicks else 1.0
         rng = np.random.default_rng(self.seed)
         model.train()
-        for _ in range(self.epochs):
+        for _ in range(epochs):
             for pairs, titles in self._batches(data, use_clicks, prototypes is not None, rng):
                 members = np.unique(np.concatenate([pairs.ravel(), titles]))  # sorted, for searchsorted
                 vectors = model(*pad([data.titles[m] for m in members]))

@@ -143,13 +143,10 @@ def train_encoder(name: str, settings: Settings, corpus: TrainingCorpus, model_d
     encoder = build_encoder(name, settings)
     if warm_from is None:
         encoder.fit(corpus)
-        epochs = getattr(encoder, "epochs", None)
     else:
         encoder.warm_fit(corpus, load_encoder(name, warm_from), settings.warm_epochs)
-        epochs = settings.warm_epochs
     encoder.save(model_dir)
-    # The graph's size (graph2vec, eges); fastText's epochs, which a large corpus lowers.
-    return {**({"epochs": epochs} if epochs is not None else {}), **getattr(encoder, "training_metrics_", {})}
+    return getattr(encoder, "training_metrics_", {})  # the epochs run; the graph's size (graph2vec, eges)
 
 
 def warm_start(settings: Settings, encoder, previous: Path | None, lineage: dict | None,

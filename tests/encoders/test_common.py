@@ -14,14 +14,17 @@ article with nothing to read is zero); ``dim`` is the encoded width; save then l
 same vectors, ``params()``, version and runtime settings; ``encode`` before ``fit`` raises
 ``NotFitted`` for an encoder that needs training and works for a pretrained one; ``params()`` is
 JSON, rebuilds the encoder, and is what the nightly job's reuse key follows: any one parameter
-changed changes the key, a thread count does not.
+changed changes the key, a thread count does not. An encoder that can warm-start (``warm_fit``)
+runs the epochs it is given, keeps unchanged articles' vectors near the previous model's (much
+nearer than a cold fit with another seed puts them) and represents new articles as a cold fit
+would.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +262,47 @@ def test_changing_only_the_tag2vec_dim_changes_the_training_key(world):
                     for dim in (8, 16))
     assert (narrow.dim, wide.dim) == (8, 16)
     assert training_key(narrow, CORPUS_DIGEST) != training_key(wide, CORPUS_DIGEST)
+
+
+# ---- warm starts (``warm_fit``, encoders/base.py) ------------------------------------------------
+
+WARM_STARTED = sorted(name for name, (cls, _) in ENCODERS.items() if hasattr(cls, "warm_fit"))
+WARM_EPOCHS = 2  # not the 1 epoch the world's settings give most cold fits, so the count shows
+WARM_COSINE = 0.6  # an unchanged article's vector, warm against yesterday's (below)
+
+
+def grown(corpus: TrainingCorpus) -> tuple[TrainingCorpus, list[ArticleRecord]]:
+    """A day later: two new articles per topic (another day's take on two of its articles), each
+    clicked by every reader of the topic (readers are "u{topic}-{n}"), and the new articles."""
+    new = {t: [replace(corpus.articles[f"t{t}n{n}"], id=f"t{t}new{n}",
+                       title=corpus.articles[f"t{t}n{n}"].title + " again") for n in range(2)]
+           for t in range(len(TOPICS))}
+    clicks = {user: [*sequence, *(a.id for a in new[int(user[1:].split("-")[0])])]
+              for user, sequence in corpus.click_sequences.items()}
+    articles = [a for topic in new.values() for a in topic]
+    return TrainingCorpus(articles={**corpus.articles, **{a.id: a for a in articles}}, click_sequences=clicks), articles
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    both = a.any(1) & b.any(1)
+    return float((a[both] * b[both]).sum(1).mean())
+
+
+@pytest.mark.parametrize("name", WARM_STARTED)
+def test_a_warm_fit_continues_the_previous_model(name, world):
+    previous = build_encoder(name, world.settings).fit(world.corpus)
+    today, new = grown(world.corpus)
+    warm = build_encoder(name, world.settings).warm_fit(today, previous, WARM_EPOCHS)
+    other_seed = build_encoder(name, world.settings.model_copy(update={"seed": 8})).fit(today)
+    unchanged = list(world.corpus.articles.values())
+    before, after, cold = (e.encode(unchanged) for e in (previous, warm, other_seed))
+    assert warm.training_metrics_["epochs"] == WARM_EPOCHS
+    assert warm.version not in (previous.version, other_seed.version)
+    # Measured here: warm 0.74 (title2vec: Adam starts afresh), 0.92 (dssm), 0.98 and more (the
+    # rest) against yesterday's vectors; a cold fit with another seed 0.19 at most (tag2vec), ~0
+    # for most. The bound sits between, and the cold fit must stay clearly under it.
+    assert mean_cosine(before, after) > WARM_COSINE
+    assert mean_cosine(before, cold) < WARM_COSINE - 0.2
+    # What a cold fit can represent of the new articles, the warm one represents too.
+    np.testing.assert_array_equal(warm.encode(new).any(1), other_seed.encode(new).any(1))
+    assert warm.encode(new).any(1).any()
