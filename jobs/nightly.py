@@ -153,12 +153,15 @@ def warm_start(settings: Settings, encoder, previous: Path | None, lineage: dict
                cutoff: datetime) -> Path | None:
     """The previous build's model folder to train ``encoder`` from, or None to train it cold.
 
-    Warm when the encoder can (``warm_fit``), ``settings.warm_epochs`` is not 0, and the
-    previous model (``lineage``: its entry in the previous manifest's ``model_lineage``) has
-    today's ``params_key`` and descends from a cold training at most ``cold_every_days`` before
-    this cutoff: a chain of warm builds retrains cold once a week by default.
+    Warm when the encoder can (``warm_fit``), ``settings.warm_epochs`` is not 0 and fewer than
+    its cold epochs (eges trains one epoch cold: a warm start would save nothing, and cost
+    purity on mind-sample, ``bench/warm.py``), and the previous model (``lineage``: its entry in
+    the previous manifest's ``model_lineage``) has today's ``params_key`` and descends from a
+    cold training at most ``cold_every_days`` before this cutoff: a chain of warm builds
+    retrains cold once a week by default.
     """
-    if previous is None or lineage is None or not settings.warm_epochs or not hasattr(encoder, "warm_fit"):
+    if previous is None or lineage is None or not hasattr(encoder, "warm_fit") \
+            or not 0 < settings.warm_epochs < encoder.epochs:
         return None
     folder = previous / "models" / encoder.name
     age = cutoff - datetime.fromisoformat(lineage["cold_cutoff"])

@@ -31,7 +31,9 @@ def test_a_grown_corpus_trains_warm_until_the_cold_training_is_too_old(settings,
     first = world.events[0].ts + timedelta(days=1)
     # Warm from the cold build of day one (half a day old), then cold: a day and a quarter
     # after it, though only three quarters of a day after the warm build.
-    nightly = settings.model_copy(update={"build_encoders": ",".join(ENCODERS), "cold_every_days": 1.0})
+    # eges trains 1 epoch cold by default, and warm then only when that is more.
+    nightly = settings.model_copy(update={"build_encoders": ",".join(ENCODERS), "cold_every_days": 1.0,
+                                          "eges_epochs": 2})
     cold = run_nightly(nightly, sqlite_engine, online, cutoff=first)
     warm = run_nightly(nightly, sqlite_engine, online, cutoff=first + timedelta(hours=12))
     cold_again = run_nightly(nightly, sqlite_engine, online, cutoff=first + timedelta(hours=30))
@@ -43,7 +45,7 @@ def test_a_grown_corpus_trains_warm_until_the_cold_training_is_too_old(settings,
         assert metrics[warm.version][name]["epochs"] == settings.warm_epochs == 1
         assert "warm_from" not in metrics[cold_again.version][name]
     assert metrics[cold.version]["tag2vec"]["epochs"] == settings.tag2vec_epochs
-    assert metrics[cold_again.version]["eges"]["epochs"] == settings.eges_epochs
+    assert metrics[cold_again.version]["eges"]["epochs"] == nightly.eges_epochs
 
     builds = settings.builds_dir
     lineage = {run.version: read_manifest(builds / run.version)["model_lineage"] for run in (cold, warm, cold_again)}
@@ -62,3 +64,5 @@ def test_warm_epochs_zero_or_other_params_train_cold(settings, tmp_path):
     assert warm_start(always_cold, encoder, previous, lineage, cutoff) is None
     assert warm_start(settings, Tag2VecEncoder(dim=16), previous, lineage, cutoff) is None
     assert warm_start(settings, encoder, previous, None, cutoff) is None  # a build from before lineages
+    as_many_epochs = settings.model_copy(update={"warm_epochs": encoder.epochs})  # no saving: cold
+    assert warm_start(as_many_epochs, encoder, previous, lineage, cutoff) is None
