@@ -16,11 +16,13 @@ encoder in ``encoders/registry.py``.
 Warm start, optional: an encoder that can continue a previous model has
 ``warm_fit(corpus, previous, epochs)``, which is ``fit`` on the grown corpus starting from
 ``previous``'s weights (a fitted encoder of the same class and ``params()``) and trained for
-``epochs`` epochs instead of its own; ``training_metrics_["epochs"]`` says how many a fit ran. What both models know (a word, a tag, an article, a side
-value) starts where ``previous`` left it; what is new starts as a cold fit would start it. The
-nightly job warm-starts an encoder that has the method when yesterday's model had the same
-parameters (``settings.warm_epochs``, ``settings.cold_every_days``); the fastText family and the
-torch encoders trained by the nightly's training step have it.
+``epochs`` epochs instead of its own (``training_metrics_["epochs"]`` says how many a fit ran).
+What both models know (a word, a tag, an article, a side value) starts where ``previous`` left
+it; what is new starts as a cold fit would start it. The nightly job warm-starts an encoder that
+has the method when yesterday's model had the same parameters (``settings.warm_epochs``,
+``settings.cold_every_days``): the fastText family (``encoders/tag2vec.py``) and the torch
+encoders of the training step (title2vec, dssm, eges: ``encoders/warm.py``) have it; the click
+LSTM, trained with the user vectors (``jobs/users.py``), does not.
 """
 
 from __future__ import annotations
