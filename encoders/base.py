@@ -16,7 +16,7 @@ encoder in ``encoders/registry.py``.
 Warm start, optional: an encoder that can continue a previous model has
 ``warm_fit(corpus, previous, epochs)``, which is ``fit`` on the grown corpus starting from
 ``previous``'s weights (a fitted encoder of the same class and ``params()``) and trained for
-``epochs`` epochs instead of its own (``training_metrics_["epochs"]`` says how many a fit ran).
+``epochs`` epochs instead of its own ``epochs`` (``training_metrics_["epochs"]``: how many a fit ran).
 What both models know (a word, a tag, an article, a side value) starts where ``previous`` left
 it; what is new starts as a cold fit would start it. The nightly job warm-starts an encoder that
 has the method when yesterday's model had the same parameters (``settings.warm_epochs``,

@@ -100,6 +100,10 @@ def test_training_learns_the_planted_topics(encoder, world):
 
 
 def test_an_unseen_tag_still_gets_a_subword_vector_near_its_topic(encoder, world):
+    assert_unseen_tag_near_its_topic(encoder, world)
+
+
+def assert_unseen_tag_near_its_topic(encoder: Tag2VecEncoder, world) -> None:
     assert not encoder.knows("football_bicycle_kick") and encoder.knows("football_goal")
     unseen = encoder.encode([ArticleRecord(id="new", tags=(("football_bicycle_kick", 1.0),))])[0]
     assert np.linalg.norm(unseen) > 0.99
@@ -248,3 +252,16 @@ def test_a_large_corpus_gets_fewer_epochs_within_the_token_budget(corpus):
     assert trained.training_metrics_ == {"tokens": tokens, "epochs": 6}
     assert trained.params()["max_tokens"] == tokens * 6  # in the reuse key
     assert build_encoder("tag2vec", Settings(_env_file=None, fasttext_max_tokens=123)).max_tokens == 123
+
+
+def test_a_warm_fit_cuts_tags_as_the_previous_model_did(encoder, corpus, world):
+    """Chinese tags arriving would settle "auto" n-grams at 1-3 on a cold fit; the warm fit keeps
+    the previous model's 3-6, and an unseen tag still finds its topic through subwords trained
+    one epoch (fastText starts them afresh: a .vec file carries words only)."""
+    chinese = {f"zh{n}": ArticleRecord(id=f"zh{n}", tags=((f"公司{n}", 1.0), (f"基金{n}", 0.9))) for n in range(60)}
+    grown = TrainingCorpus({**corpus.articles, **chinese}, corpus.click_sequences)
+    assert Tag2VecEncoder(dim=8, epochs=1).fit(grown).char_ngrams == "1-3"
+    warm = Tag2VecEncoder(dim=DIM, epochs=10).warm_fit(grown, encoder, 1)
+    assert (warm.char_ngrams, warm.title_words) == ("3-6", False) and warm.model_.f.getArgs().minn == 3
+    assert warm.params() == encoder.params()
+    assert_unseen_tag_near_its_topic(warm, world)
