@@ -144,7 +144,7 @@ class FastTextSequenceEncoder(SkipsUnreadable):
             self._write_initial_vectors(init_path, words, previous)
             minn, maxn = self._subword_lengths(list(counts))
             tokens = counts.total()
-            epochs = epochs or self.epochs_for(tokens)
+            epochs = self.epochs_for(tokens) if epochs is None else epochs
             self.training_metrics_ = {**getattr(self, "training_metrics_", {}), "tokens": tokens, "epochs": epochs}
             self.model_ = fasttext.train_unsupervised(
                 str(sentences_path), model="skipgram", dim=self.dim_, epoch=epochs, ws=self.window,

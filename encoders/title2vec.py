@@ -208,16 +208,15 @@ class TitleLSTMEncoder(SkipsUnreadable):
         return self
 
     def _category_means(self, model: TitleNet, data: TitleTrainingSet, prototypes: nn.Parameter) -> None:
-        """Point each category's prototype at its titles' mean vector (the loss normalises it);
-        a category without a title keeps its random start."""
+        """Point each category's prototype at the sum of its titles' vectors (the loss
+        normalises it; every category is some title's)."""
         labelled = np.flatnonzero(data.labels != NO_LABEL)
-        sums = torch.zeros_like(prototypes)
         with torch.no_grad():
+            prototypes.zero_()
             for start in range(0, len(labelled), ENCODE_BATCH):
                 chunk = labelled[start: start + ENCODE_BATCH]
-                sums.index_add_(0, torch.from_numpy(data.labels[chunk]), model(*pad([data.titles[t] for t in chunk])))
-            seen = sums.any(1)
-            prototypes[seen] = sums[seen]
+                prototypes.index_add_(0, torch.from_numpy(data.labels[chunk]),
+                                      model(*pad([data.titles[t] for t in chunk])))
 
     def _train(self, model: TitleNet, prototypes: nn.Parameter | None, data: TitleTrainingSet,
                use_clicks: bool, epochs: int) -> None:

@@ -31,19 +31,21 @@ def corpus_fingerprint(corpus: TrainingCorpus) -> str:
     return digest.hexdigest()
 
 
+def _configuration(encoder: Encoder) -> str:
+    return json.dumps({"encoder": type(encoder).__name__, "params": encoder.params()}, sort_keys=True)
+
+
 def params_key(encoder: Encoder) -> str:
     """The fingerprint of an encoder's class and ``params()``: what a model must share with
     today's encoder to be warm-started from (the corpus may differ)."""
-    inputs = json.dumps({"encoder": type(encoder).__name__, "params": encoder.params()}, sort_keys=True)
-    return hashlib.sha256(inputs.encode()).hexdigest()[:16]
+    return hashlib.sha256(_configuration(encoder).encode()).hexdigest()[:16]
 
 
 def training_key(encoder: Encoder, corpus_digest: str) -> str:
     """The fingerprint of a training's inputs: the corpus, the encoder's class and its
     ``params()`` (and nothing else, so a knob it leaves out, such as a thread count, never forces
     a retraining)."""
-    inputs = json.dumps({"encoder": type(encoder).__name__, "params": encoder.params()}, sort_keys=True)
-    return hashlib.sha256(f"{corpus_digest}\n{inputs}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{corpus_digest}\n{_configuration(encoder)}".encode()).hexdigest()[:16]
 
 
 class EmbeddingCache:
