@@ -43,7 +43,6 @@ from itertools import zip_longest
 from pathlib import Path
 
 import faiss
-import numpy as np
 import ray
 import redis
 from rich.console import Console
@@ -63,7 +62,7 @@ from jobs.embedding import ArticleEmbedding
 from jobs.raywork import RayJobRecorder, map_tasks, ray_runtime, run_task, task_cpus
 from jobs.runs import JobRecorder, LockLost, RunLock, mark_abandoned, utcnow
 from jobs.shards import compute_neighbours
-from jobs.users import build_users, encode_users_partitioned, publish_users
+from jobs.users import UserVectors, build_users, encode_users_partitioned, publish_users
 from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.db import make_engine, make_sessionmaker
@@ -390,7 +389,7 @@ def _build(settings: Settings, sessions, online: OnlineStore, store: BuildStore,
     manifest_routes, manifest_encoders, training_inputs = {}, {}, {}
     indexes: dict[str, VectorIndex] = {}
     encoders: dict[str, object] = {}
-    user_vectors: dict[str, dict[str, np.ndarray]] = {}  # kind -> user -> vector (the DSSM tower's)
+    user_vectors: dict[str, UserVectors] = {}  # by kind (the DSSM tower's)
     wanted = None if settings.build_encoders == "all" else set(settings.build_encoders.split(","))
     with sessions() as session:
         configs = {**default_configs(), **load_route_configs(session)}
