@@ -35,13 +35,15 @@ def utcnow() -> datetime:
 
 
 def process_memory() -> dict[str, float]:
-    """This process' resident memory now (``rss_mb``; Linux, else left out) and its peak so far
-    (``peak_rss_mb``): a step's row shows what the process held after it and whether it raised
-    the peak."""
+    """This process' resident memory now (``rss_mb``; Linux, else left out), the part of it
+    that is shared memory (``shm_mb``: the pages of Ray's object store this process wrote or
+    read count in its RSS) and its peak so far (``peak_rss_mb``): a step's row shows what the
+    process held after it and whether it raised the peak."""
     out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     with suppress(OSError):
-        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
-        out["rss_mb"] = round(resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        out.update(rss_mb=round(int(status["VmRSS"].split()[0]) / 1024, 1),
+                   shm_mb=round(int(status["RssShmem"].split()[0]) / 1024, 1))
     return out
 
 

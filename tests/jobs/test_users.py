@@ -112,6 +112,8 @@ def test_every_step_ran_and_every_scheme_is_in_redis(built):
     assert 0 < steps["users:vectors"].metrics["with_tags"] <= steps["users:profiles"].metrics["items"]
     assert steps["users:profiles"].metrics["items"] == steps["load"].metrics["users"]
     assert steps["clusters:profiles"].metrics["schemes"] == SCHEMES
+    for step in steps.values():  # the driver's memory after each step, and its peak so far
+        assert 0 < step.metrics["rss_mb"] and 0 < step.metrics["peak_rss_mb"], step.step
 
 
 def test_group_profiles_in_one_pass_are_the_merged_profiles_of_each_clusters_members(built):
