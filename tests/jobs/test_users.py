@@ -26,6 +26,7 @@ from jobs.nightly import load_corpus, run_nightly
 from jobs.raywork import run_task
 from jobs.users import (
     ItemInputs,
+    UserVectors,
     encode_users_partitioned,
     group_profiles,
     partitioned_user_vectors,
@@ -148,6 +149,16 @@ def test_user_vectors_by_partitions_are_one_process_vectors(built):
     # The rule clusters' input, read by the partitions from the profiles in Redis.
     assert parted.interests == {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
     assert parted.with_tags == sum(1 for p in profiles.values() if p.tags) > 0
+
+
+def test_user_vectors_keep_each_row_with_its_user_through_concat_and_ordering():
+    parts = [UserVectors(["u3", "u1"], np.array([[3, 0], [1, 0]], np.float32)),
+             UserVectors(["u2"], np.array([[2, 0]], np.float32))]
+    table = UserVectors.concat(parts)
+    assert table.users == ["u3", "u1", "u2"] and len(table) == 3
+    ordered = table.by_user()
+    assert ordered.users == ["u1", "u2", "u3"] and ordered.vectors[:, 0].tolist() == [1, 2, 3]
+    assert {user: vector[0] for user, vector in table.items()} == {"u1": 1, "u2": 2, "u3": 3}
 
 
 def test_an_lstm_with_nothing_to_learn_fails_its_task_with_the_reason(settings):
