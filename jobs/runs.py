@@ -12,12 +12,13 @@ import errno
 import fcntl
 import json
 import os
+import resource
 import socket
 import time
 import traceback
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,19 @@ from recall.models import JobRun
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def process_memory() -> dict[str, float]:
+    """This process' resident memory now (``rss_mb``; Linux, else left out), the part of it
+    that is shared memory (``shm_mb``: the pages of Ray's object store this process wrote or
+    read count in its RSS) and its peak so far (``peak_rss_mb``): a step's row shows what the
+    process held after it and whether it raised the peak."""
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    with suppress(OSError):
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        out.update(rss_mb=round(int(status["VmRSS"].split()[0]) / 1024, 1),
+                   shm_mb=round(int(status["RssShmem"].split()[0]) / 1024, 1))
+    return out
 
 
 class JobRecorder:
@@ -65,6 +79,7 @@ class JobRecorder:
         finally:
             seconds = time.perf_counter() - start
             metrics.setdefault("seconds", round(seconds, 3))
+            metrics.update(process_memory())
             if "items" in metrics and seconds > 0:  # every step that handles items reports its rate
                 metrics["items_per_second"] = round(metrics["items"] / seconds, 1)
             with self.sessions() as session:

@@ -6,16 +6,20 @@ Steps, each recorded in ``job_runs`` with the Ray nodes that did its work (``nod
   that applies live clicks (``OnlineStore.apply_clicks_to_profiles``), one user at a time, so
   a profile is never missing for longer than its own rebuild. It stays in the driver: its work
   is the Redis server's (one script call per thousand users), which tasks in parallel would only
-  queue on, and the driver already holds the clicks.
+  queue on, and the driver already holds the clicks. The profiles stay in Redis only: parsed,
+  a million of them were the driver's largest structure.
 * ``users:vectors``: the tag2vec vector of every tag; the LSTM over recent clicks (trained
   whole in one Ray task); every user's vectors of each kind, computed by ``UserModels`` exactly
   as online, by partitions of ``settings.user_partition_users`` users as Ray tasks (the models
-  and the article inputs put in the object store once).
+  and the article inputs put in the object store once), each reading its users' profiles from
+  Redis and returning one matrix per kind (``UserVectors``) and the users' top topics.
 * ``clusters:kmeans-{kind}``: k by the elbow and faiss k-means in one Ray task of
   ``task_cpus`` CPUs, labels matched to the previous build's centres (Hungarian),
-  multi-membership, label stability against the previous build; then in the driver cluster
-  profiles, group vectors and cluster-centre candidates.
+  multi-membership, label stability against the previous build.
 * ``clusters:rule``: dynamic rule clustering over the users' top topics, one Ray task.
+* ``clusters:profiles``: in the driver, one pass over the profiles in Redis for every scheme's
+  cluster profiles and group profiles (``group_profiles``), then group vectors and
+  cluster-centre candidates.
 
 Nothing here touches what requests read (the profiles excepted: they are online state, in tag
 space whatever the build, rebuilt from the same SQL events). ``publish_users`` writes the new
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -44,9 +48,9 @@ from recall.catalog import ItemCatalog, ItemMeta
 from recall.clusterstore import ClusterProfile, ClusterStore, SchemeSummary
 from recall.domain import ArticleRecord, tag_token
 from recall.index import VectorIndex, normalise
-from recall.online import OnlineStore
+from recall.online import OnlineStore, close_redis, connect_redis
 from recall.rebuild import derive_user_keys, utc_now
-from recall.profiles import UserProfile, merge_profiles
+from recall.profiles import UserProfile
 from recall.serving import ServingState
 from recall.settings import Settings
 from recall.uservectors import TAG_ROUTE, TagVectors, UserModels
@@ -65,13 +69,46 @@ class SchemeBuild:
 
 
 @dataclass
+class UserVectors:
+    """One kind's vectors of many users: row r of ``vectors`` is ``users[r]``'s. One matrix, not
+    a small array per user: a million users' arrays of three kinds cost their headers and dict
+    slots again, and pickle (Ray's results) one object at a time."""
+
+    users: list[str]
+    vectors: np.ndarray
+
+    @classmethod
+    def of(cls, rows: Mapping[str, np.ndarray]) -> UserVectors:
+        return cls(list(rows), np.stack(list(rows.values())))
+
+    @classmethod
+    def concat(cls, parts: Sequence[UserVectors]) -> UserVectors:
+        return cls([u for part in parts for u in part.users], np.concatenate([part.vectors for part in parts]))
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def items(self) -> Iterator[tuple[str, np.ndarray]]:
+        return zip(self.users, self.vectors)
+
+    def by_user(self) -> UserVectors:
+        """Rows in user id order (k-means' input order)."""
+        order = sorted(range(len(self.users)), key=self.users.__getitem__)
+        return UserVectors([self.users[r] for r in order], self.vectors[order])
+
+
+@dataclass
 class UserBuild:
     models: UserModels
-    vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # kind -> user -> vector
+    vectors: dict[str, UserVectors] = field(default_factory=dict)  # by kind
     schemes: list[SchemeBuild] = field(default_factory=list)
 
 
-def rebuild_profiles(online: OnlineStore, corpus: TrainingCorpus, catalog: ItemCatalog) -> dict[str, UserProfile]:
+def rebuild_profiles(online: OnlineStore, corpus: TrainingCorpus, catalog: ItemCatalog) -> int:
+    """Every user's profile rebuilt in Redis from the corpus' clicks; how many users. Nothing is
+    kept here: a million parsed profiles are the driver's largest structure (~3.6 kB a user), and
+    what is needed of them is read back by user partitions (``user_vector_partition``) and in
+    one pass for the cluster profiles (``group_profiles``)."""
     users = sorted(corpus.click_sequences)
     for start in range(0, len(users), 1_000):
         batch = users[start:start + 1_000]
@@ -82,7 +119,7 @@ def rebuild_profiles(online: OnlineStore, corpus: TrainingCorpus, catalog: ItemC
             for aid, ts in zip(corpus.click_sequences[user], corpus.click_times.get(user, ()))
             if (meta := catalog.get(aid)) is not None
         )
-    return online.profiles(users)
+    return len(users)
 
 
 def tag_vectors(encoder, corpus: TrainingCorpus) -> TagVectors:
@@ -113,10 +150,10 @@ def _all_click_vectors(clicks: Sequence[str], item_index: VectorIndex) -> np.nda
 
 def user_vectors(models: UserModels, click_sequences: Mapping[str, Sequence[str]],
                  profiles: Mapping[str, UserProfile], item_index: VectorIndex | None, catalog: ItemCatalog
-                 ) -> dict[str, dict[str, np.ndarray]]:
-    """kind -> user -> vector for the online kinds, computed as ``UserModels.vectors`` does
-    online (the LSTM batched: one call for every user). One process' reference and each user
-    partition's work (``partitioned_user_vectors``)."""
+                 ) -> dict[str, UserVectors]:
+    """The users' vectors of each online kind (users in ``click_sequences``' order), computed as
+    ``UserModels.vectors`` does online (the LSTM batched: one call for every user). One process'
+    reference and each user partition's work (``user_vector_partition``)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     lstm_inputs: list[tuple[str, np.ndarray]] = []
     for user, clicks in click_sequences.items():
@@ -126,11 +163,11 @@ def user_vectors(models: UserModels, click_sequences: Mapping[str, Sequence[str]
             out.setdefault(kind, {})[user] = vector
         if models.lstm is not None and item_index is not None:
             lstm_inputs.append((user, models.click_vectors(newest_first, item_index)))
+    tables = {kind: UserVectors.of(rows) for kind, rows in out.items()}
     lstm_inputs = [(u, v) for u, v in lstm_inputs if len(v)]
     if lstm_inputs:
-        encoded = models.lstm.encode([v for _, v in lstm_inputs])
-        out["lstm"] = {u: encoded[row] for row, (u, _) in enumerate(lstm_inputs)}
-    return out
+        tables["lstm"] = UserVectors([u for u, _ in lstm_inputs], models.lstm.encode([v for _, v in lstm_inputs]))
+    return tables
 
 
 def partitions(users: Sequence[str], size: int) -> list[Sequence[str]]:
@@ -160,27 +197,50 @@ class ItemInputs:
         return ItemCatalog(self.items)
 
 
-def user_vector_partition(models: UserModels, items: ItemInputs, click_sequences: dict[str, Sequence[str]],
-                          profiles: dict[str, UserProfile]) -> dict[str, dict[str, np.ndarray]]:
-    return user_vectors(models, click_sequences, profiles, items.item_index(), items.catalog())
+@dataclass
+class UserPartition:
+    """What the users:vectors step computes of some users (one partition's, or every user's
+    merged): their vectors by kind, the rule clusters' input (the top ``rule_top_k`` topics of
+    each user with a profile) and how many of their profiles have tags."""
+
+    vectors: dict[str, UserVectors]
+    interests: dict[str, list[str]]
+    with_tags: int
+
+    @classmethod
+    def merge(cls, parts: Sequence[UserPartition]) -> UserPartition:
+        kinds = dict.fromkeys(kind for part in parts for kind in part.vectors)
+        return cls({kind: UserVectors.concat([part.vectors[kind] for part in parts if kind in part.vectors])
+                    for kind in kinds},
+                   {user: topics for part in parts for user, topics in part.interests.items()},
+                   sum(part.with_tags for part in parts))
+
+
+def user_vector_partition(settings: Settings, models: UserModels, items: ItemInputs,
+                          click_sequences: dict[str, Sequence[str]]) -> UserPartition:
+    """A Ray task of the users:vectors step: its users' profiles read from Redis (where
+    ``rebuild_profiles`` left them), then what the step computes of them."""
+    client = connect_redis(settings)
+    try:
+        profiles = OnlineStore(client, settings).profiles(list(click_sequences))
+    finally:
+        close_redis(client)
+    return UserPartition(user_vectors(models, click_sequences, profiles, items.item_index(), items.catalog()),
+                         {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p},
+                         sum(1 for p in profiles.values() if p.tags))
 
 
 def partitioned_user_vectors(settings: Settings, models: UserModels, corpus: TrainingCorpus,
-                             profiles: dict[str, UserProfile], items: ray.ObjectRef
-                             ) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
-    """``user_vectors`` of every user, by partitions of ``settings.user_partition_users`` users
-    as Ray tasks (``items``: the put ``ItemInputs``); the vectors (users in the corpus' order)
+                             items: ray.ObjectRef) -> tuple[UserPartition, list[str]]:
+    """``user_vector_partition`` of every user, by partitions of ``settings.user_partition_users``
+    users as Ray tasks (``items``: the put ``ItemInputs``); merged (users in the corpus' order),
     and the nodes that computed them."""
     shared = ray.put(models)
     users = list(corpus.click_sequences)
     parts, nodes = map_tasks(user_vector_partition, [
-        (shared, items, {u: corpus.click_sequences[u] for u in part}, {u: profiles[u] for u in part})
+        (settings, shared, items, {u: corpus.click_sequences[u] for u in part})
         for part in partitions(users, settings.user_partition_users)])
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for part in parts:
-        for kind, vectors in part.items():
-            out.setdefault(kind, {}).update(vectors)
-    return out, nodes
+    return UserPartition.merge(parts), nodes
 
 
 def user_histories(articles: Mapping[str, ArticleRecord], click_sequences: Iterable[Sequence[str]]
@@ -195,10 +255,11 @@ def encode_user_partition(encoder_name: str, model_dir: Path, articles: dict[str
 
 
 def encode_users_partitioned(encoder_name: str, model_dir: Path, corpus: TrainingCorpus, partition_users: int
-                             ) -> tuple[dict[str, np.ndarray], list[str]]:
+                             ) -> tuple[UserVectors, list[str]]:
     """An encoder's user tower (``encode_users``) over every user, by partitions of
     ``partition_users`` users as Ray tasks, each loading the model saved in ``model_dir`` (a path
-    every node reads) and given the articles its users clicked: user -> vector, and the nodes."""
+    every node reads) and given the articles its users clicked: every user's vector (the corpus'
+    order), and the nodes."""
     users = list(corpus.click_sequences)
     arguments = []
     for part in partitions(users, partition_users):
@@ -207,7 +268,7 @@ def encode_users_partitioned(encoder_name: str, model_dir: Path, corpus: Trainin
         arguments.append((encoder_name, model_dir, {aid: corpus.articles[aid] for aid in clicked
                                                     if aid in corpus.articles}, clicks))
     encoded, nodes = map_tasks(encode_user_partition, arguments)
-    return {user: vector for user, vector in zip(users, (row for part in encoded for row in part))}, nodes
+    return UserVectors(users, np.concatenate(encoded) if encoded else np.zeros((0, 0), np.float32)), nodes
 
 
 def activity(corpus: TrainingCorpus, cutoff_ts: float) -> dict[str, str]:
@@ -238,24 +299,42 @@ def nearest(queries: np.ndarray, ids: list[str], vectors: np.ndarray, n: int) ->
     return [[(ids[c], float(scores[r, c])) for c in row] for r, row in enumerate(top)]
 
 
-def describe_clusters(model: clustering.ClusterModel, members: dict[str, list[str]],
-                      profiles: dict[str, UserProfile], levels: dict[str, str]
-                      ) -> tuple[list[ClusterProfile], dict[str, UserProfile]]:
-    """Each label's profile (from its primary members) and merged group profile."""
-    labels = model.labels
-    by_label: dict[str, list[str]] = {label: [] for label in labels}
+def primary_members(model: clustering.ClusterModel, members: dict[str, list[str]]) -> dict[str, list[str]]:
+    """label -> the users whose first label it is (every label of the model, members' order)."""
+    by_label: dict[str, list[str]] = {label: [] for label in model.labels}
     for user, user_labels in members.items():
         if user_labels:
             by_label.setdefault(user_labels[0], []).append(user)
-    described, groups = [], {}
+    return by_label
+
+
+def group_profiles(online: OnlineStore, users: Sequence[str], memberships: Sequence[Mapping[str, Sequence[str]]],
+                   batch: int = 10_000) -> list[dict[str, UserProfile]]:
+    """For each scheme (``memberships[i]``: user -> labels, primary first), label -> the merged
+    profile of its primary members (``merge_profiles``), in one pass over the profiles in Redis,
+    ``batch`` users at a time. ``users`` must be in the members' order (user id order, the
+    k-means and rule tasks' both), so that each sum adds in the order a merge of them does."""
+    groups: list[dict[str, UserProfile]] = [{} for _ in memberships]
+    for start in range(0, len(users), batch):
+        for user, profile in online.profiles(users[start:start + batch]).items():
+            share = profile.share()
+            for members, scheme_groups in zip(memberships, groups):
+                if labels := members.get(user):
+                    scheme_groups.setdefault(labels[0], UserProfile()).add(share)
+    return groups
+
+
+def describe_clusters(model: clustering.ClusterModel, by_label: dict[str, list[str]],
+                      groups: dict[str, UserProfile], levels: dict[str, str]) -> list[ClusterProfile]:
+    """Each label's profile, from its primary members (``by_label``) and their merged profile."""
+    described = []
     for row, (label, users) in enumerate(by_label.items()):
-        group = merge_profiles(profiles[u] for u in users if u in profiles)
-        groups[label] = group
+        group = groups.get(label, UserProfile())
         counts = Counter(levels.get(u, "dormant") for u in users)
         centre = model.centres[row].round(5).tolist() if model.centres is not None else None
         described.append(ClusterProfile(model.scheme, label, len(users), group.top_tags(10),
                                         group.top_categories(5), dict(counts), centre))
-    return described, groups
+    return described
 
 
 def group_vectors(models: UserModels, labels: Sequence[str], groups: dict[str, UserProfile]) -> np.ndarray | None:
@@ -320,13 +399,12 @@ def cluster_rule(settings: Settings, interests: Mapping[str, Sequence[str]], pre
 
 def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpus: TrainingCorpus,
                 catalog: ItemCatalog, indexes: dict[str, VectorIndex], encoders: dict[str, object],
-                nightly_vectors: dict[str, dict[str, np.ndarray]], previous_dir: Path | None,
+                nightly_vectors: dict[str, UserVectors], previous_dir: Path | None,
                 cutoff_ts: float, staging: Path) -> UserBuild:
     models = UserModels(top_tags=settings.profile_top_tags, recent_clicks=settings.user_vector_clicks)
     item_index = indexes.get(TAG_ROUTE)
     with run.step("users:profiles") as m:
-        profiles = rebuild_profiles(online, corpus, catalog)
-        m.update(items=len(profiles), with_tags=sum(1 for p in profiles.values() if p.tags))  # nodes: the driver's (RayJobRecorder)
+        m["items"] = rebuild_profiles(online, corpus, catalog)  # nodes: the driver's (RayJobRecorder)
 
     with run.step("users:vectors") as m:
         if TAG_ROUTE in encoders:
@@ -340,54 +418,65 @@ def build_users(settings: Settings, run: JobRecorder, online: OnlineStore, corpu
                 nodes.update(lstm_nodes)
             except NothingToLearn as exc:
                 m["lstm_skipped"] = str(exc)
-        computed, vector_nodes = partitioned_user_vectors(settings, models, corpus, profiles, items)
-        vectors = {**computed, **nightly_vectors}
-        m.update(items=len(corpus.click_sequences), nodes=sorted(nodes.union(vector_nodes)),
-                 **{f"users:{k}": len(v) for k, v in vectors.items()})
+        computed, vector_nodes = partitioned_user_vectors(settings, models, corpus, items)
+        vectors = {**computed.vectors, **nightly_vectors}
+        m.update(items=len(corpus.click_sequences), with_tags=computed.with_tags,
+                 nodes=sorted(nodes.union(vector_nodes)), **{f"users:{k}": len(v) for k, v in vectors.items()})
 
     build = UserBuild(models, vectors)
-    levels = activity(corpus, cutoff_ts)
+    # (model, members, metrics, primary members by label) of each scheme clustered
+    clustered: list[tuple[clustering.ClusterModel, dict[str, list[str]], dict, dict[str, list[str]]]] = []
 
     def add(model: clustering.ClusterModel, members: dict[str, list[str]], metrics: dict) -> None:
-        build.schemes.append(finish_scheme(settings, model, members, metrics, profiles, levels, catalog,
-                                           indexes, models, cutoff_ts, staging))
+        by_label = primary_members(model, members)
+        metrics["sizes"] = metrics.get("sizes") or clustering.size_distribution([len(u) for u in by_label.values()])
+        clustered.append((model, members, metrics, by_label))
 
     kinds = [k.strip() for k in settings.cluster_kinds.split(",") if k.strip()]
     for kind in kinds:
         scheme = f"kmeans-{kind}"
         with run.step(f"clusters:{scheme}") as m:
-            if len(vectors.get(kind, {})) < 10:
-                m["skipped"] = f"{len(vectors.get(kind, {}))} users have a {kind} vector; 10 needed"
+            if len(vectors.get(kind, ())) < 10:
+                m["skipped"] = f"{len(vectors.get(kind, ()))} users have a {kind} vector; 10 needed"
                 continue
             item_route = "dssm" if kind == "dssm" else TAG_ROUTE
-            users = sorted(vectors[kind])
+            ordered = vectors[kind].by_user()
             (model, members, metrics), nodes = run_task(
-                cluster_kmeans, settings, scheme, kind, users, np.stack([vectors[kind][u] for u in users]),
+                cluster_kmeans, settings, scheme, kind, ordered.users, ordered.vectors,
                 item_route, previous_dir, cpus=task_cpus(settings))
             add(model, members, metrics)
             m.update(metrics, nodes=nodes)
     with run.step("clusters:rule") as m:
-        if not any(profiles.values()):
+        if not computed.interests:
             m["skipped"] = "no user has a profile"
         else:
-            interests = {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+            interests = dict(sorted(computed.interests.items()))  # user id order, as every scheme's members
             (model, members, metrics), nodes = run_task(cluster_rule, settings, interests, previous_dir)
             if model.labels:
                 add(model, members, metrics)
             else:
                 m["skipped"] = f"no interest combination has {settings.rule_min_size} readers"
             m.update(metrics, nodes=nodes)
+    with run.step("clusters:profiles") as m:
+        users = sorted(corpus.click_sequences)
+        groups = group_profiles(online, users, [members for _, members, _, _ in clustered])
+        levels = activity(corpus, cutoff_ts)
+        for (model, members, metrics, by_label), scheme_groups in zip(clustered, groups):
+            build.schemes.append(finish_scheme(settings, model, members, metrics, by_label, scheme_groups, levels,
+                                               catalog, indexes, models, cutoff_ts, staging))
+        m.update(items=len(users), schemes=[model.scheme for model, *_ in clustered])
     models.save(staging)
     return build
 
 
 def finish_scheme(settings: Settings, model: clustering.ClusterModel, members: dict[str, list[str]],
-                  metrics: dict, profiles: dict[str, UserProfile], levels: dict[str, str],
-                  catalog: ItemCatalog, indexes: dict[str, VectorIndex], models: UserModels,
-                  cutoff_ts: float, staging: Path) -> SchemeBuild:
-    """Profiles, group vectors and centre candidates of a clustered scheme; the model goes into
-    the user models (saved with the build), its primary labels next to it for the next refresh."""
-    described, groups = describe_clusters(model, members, profiles, levels)
+                  metrics: dict, by_label: dict[str, list[str]], groups: dict[str, UserProfile],
+                  levels: dict[str, str], catalog: ItemCatalog, indexes: dict[str, VectorIndex],
+                  models: UserModels, cutoff_ts: float, staging: Path) -> SchemeBuild:
+    """Profiles, group vectors and centre candidates of a clustered scheme (``by_label``: its
+    primary members, ``groups``: their merged profiles); the model goes into the user models
+    (saved with the build), its primary labels next to it for the next refresh."""
+    described = describe_clusters(model, by_label, groups, levels)
     model.group_vectors = group_vectors(models, model.labels, groups)
     centre_lists: dict[str, list[tuple[str, float]]] = {}
     index = indexes.get(model.item_route)
@@ -402,7 +491,6 @@ def finish_scheme(settings: Settings, model: clustering.ClusterModel, members: d
             centre_lists = dict(zip(model.labels, lists))
     model.centre_lists = centre_lists  # served from the build; Redis keeps a copy for the admin pages
     sizes = [p.size for p in described]
-    metrics["sizes"] = metrics.get("sizes") or clustering.size_distribution(sizes)
     model.meta = {k: v for k, v in metrics.items() if k != "elbow"}
     models.clusters[model.scheme] = model
     directory = staging / "users" / "clusters"

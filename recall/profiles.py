@@ -119,16 +119,19 @@ class UserProfile:
         """Each part scaled to sum to 1: how members count equally in a group profile."""
         return UserProfile(_scaled(self.tags), _scaled(self.topics), _scaled(self.categories), self.updated)
 
+    def add(self, other: UserProfile) -> None:
+        """Add ``other``'s weights to this profile's (a group profile adding a member's share)."""
+        for part, total in ((other.tags, self.tags), (other.topics, self.topics),
+                            (other.categories, self.categories)):
+            for key, weight in part.items():
+                total[key] = total.get(key, 0.0) + weight
+
 
 def merge_profiles(profiles: Iterable[UserProfile]) -> UserProfile:
     """A group profile: the members' shares summed, so each member weighs the same."""
     group = UserProfile()
     for profile in profiles:
-        share = profile.share()
-        for part, total in ((share.tags, group.tags), (share.topics, group.topics),
-                            (share.categories, group.categories)):
-            for key, weight in part.items():
-                total[key] = total.get(key, 0.0) + weight
+        group.add(profile.share())
     return group
 
 

@@ -56,7 +56,8 @@ def expected_steps(settings) -> list[str]:
         steps += [f"train:{encoder}", f"embed:{encoder}", f"index:{route}"]
         if ROUTES[route].kind == "i2i":
             steps.append(f"neighbours:{route}")
-    clusters = [f"clusters:kmeans-{kind}" for kind in settings.cluster_kinds.split(",")] + ["clusters:rule"]
+    clusters = [f"clusters:kmeans-{kind}" for kind in settings.cluster_kinds.split(",")] + ["clusters:rule",
+                                                                                            "clusters:profiles"]
     return [*steps, "catalog", "users:profiles", "users:vectors", *clusters, "publish", "online"]
 
 

@@ -26,7 +26,9 @@ from jobs.nightly import load_corpus, run_nightly
 from jobs.raywork import run_task
 from jobs.users import (
     ItemInputs,
+    UserVectors,
     encode_users_partitioned,
+    group_profiles,
     partitioned_user_vectors,
     train_lstm,
     user_histories,
@@ -37,6 +39,7 @@ from recall.db import make_engine, make_sessionmaker, upgrade
 from recall.domain import ContextNeeds, EventRecord, to_unix
 from recall.models import JobRun
 from recall.online import OnlineStore
+from recall.profiles import merge_profiles
 from recall.service import RecallService
 from recall.serving import ServingState
 from recall.settings import Settings
@@ -96,7 +99,7 @@ def group_articles(built: Built, group: int) -> list[str]:
 
 def test_every_step_ran_and_every_scheme_is_in_redis(built):
     steps = built.steps(built.first.run_id)
-    for step in ["users:profiles", "users:vectors", *[f"clusters:{s}" for s in SCHEMES]]:
+    for step in ["users:profiles", "users:vectors", *[f"clusters:{s}" for s in SCHEMES], "clusters:profiles"]:
         assert steps[step].status == "ok", (step, steps[step].error)
     schemes = {s.name: s for s in built.clusters.schemes()}
     assert sorted(schemes) == sorted(SCHEMES)
@@ -107,6 +110,27 @@ def test_every_step_ran_and_every_scheme_is_in_redis(built):
     node = ray.get_runtime_context().get_node_id()
     for step in ["users:profiles", "users:vectors", "neighbours:tag2vec", *[f"clusters:{s}" for s in SCHEMES]]:
         assert steps[step].metrics["nodes"] == [node], step
+    assert 0 < steps["users:vectors"].metrics["with_tags"] <= steps["users:profiles"].metrics["items"]
+    assert steps["users:profiles"].metrics["items"] == steps["load"].metrics["users"]
+    assert steps["clusters:profiles"].metrics["schemes"] == SCHEMES
+    for step in steps.values():  # the driver's memory after each step, and its peak so far
+        assert 0 < step.metrics["rss_mb"] and 0 < step.metrics["peak_rss_mb"], step.step
+
+
+def test_group_profiles_in_one_pass_are_the_merged_profiles_of_each_clusters_members(built):
+    users = sorted(built.world.user_group)
+    profiles = built.online.profiles(users)
+    memberships = [{u: labels for u in users if (labels := built.clusters.memberships(u).get(scheme))}
+                   for scheme in SCHEMES]
+    groups = group_profiles(built.online, users, memberships, batch=7)  # batches end mid-cluster
+    for scheme, members, scheme_groups in zip(SCHEMES, memberships, groups):
+        by_label: dict[str, list[str]] = {}
+        for user, labels in members.items():
+            by_label.setdefault(labels[0], []).append(user)
+        assert len(by_label) > 1, scheme
+        # Equal to the last bit: each weight sums the same shares in the same order.
+        assert scheme_groups == {label: merge_profiles(profiles[u] for u in members_of)
+                                 for label, members_of in by_label.items()}, scheme
 
 
 def test_user_vectors_by_partitions_are_one_process_vectors(built):
@@ -115,15 +139,26 @@ def test_user_vectors_by_partitions_are_one_process_vectors(built):
     models, index = state.users, state.indexes["tag2vec"]
     profiles = built.online.profiles(list(corpus.click_sequences))
     settings = built.settings.model_copy(update={"user_partition_users": 50})  # 240 users: 5 tasks
-    parted, nodes = partitioned_user_vectors(settings, models, corpus, profiles,
-                                             ray.put(ItemInputs.of(index, state.catalog)))
+    parted, nodes = partitioned_user_vectors(settings, models, corpus, ray.put(ItemInputs.of(index, state.catalog)))
     whole = user_vectors(models, corpus.click_sequences, profiles, index, state.catalog)
     assert nodes == [ray.get_runtime_context().get_node_id()]
-    assert sorted(parted) == sorted(whole) == ["bnb", "lstm", "tag"]
+    assert sorted(parted.vectors) == sorted(whole) == ["bnb", "lstm", "tag"]
     for kind, vectors in whole.items():
-        assert list(parted[kind]) == list(vectors), kind
-        np.testing.assert_allclose(np.stack(list(parted[kind].values())), np.stack(list(vectors.values())),
-                                   atol=1e-5, err_msg=kind)
+        assert parted.vectors[kind].users == vectors.users, kind
+        np.testing.assert_allclose(parted.vectors[kind].vectors, vectors.vectors, atol=1e-5, err_msg=kind)
+    # The rule clusters' input, read by the partitions from the profiles in Redis.
+    assert parted.interests == {u: p.interests(settings.rule_top_k) for u, p in profiles.items() if p}
+    assert parted.with_tags == sum(1 for p in profiles.values() if p.tags) > 0
+
+
+def test_user_vectors_keep_each_row_with_its_user_through_concat_and_ordering():
+    parts = [UserVectors(["u3", "u1"], np.array([[3, 0], [1, 0]], np.float32)),
+             UserVectors(["u2"], np.array([[2, 0]], np.float32))]
+    table = UserVectors.concat(parts)
+    assert table.users == ["u3", "u1", "u2"] and len(table) == 3
+    ordered = table.by_user()
+    assert ordered.users == ["u1", "u2", "u3"] and ordered.vectors[:, 0].tolist() == [1, 2, 3]
+    assert {user: vector[0] for user, vector in table.items()} == {"u1": 1, "u2": 2, "u3": 3}
 
 
 def test_an_lstm_with_nothing_to_learn_fails_its_task_with_the_reason(settings):
@@ -141,8 +176,8 @@ def test_a_user_tower_by_partitions_encodes_as_one_process(built, tmp_path):
     encoder.save(tmp_path / "dssm")
     parted, nodes = encode_users_partitioned("dssm", tmp_path / "dssm", corpus, partition_users=70)
     whole = encoder.encode_users(user_histories(corpus.articles, corpus.click_sequences.values()))
-    assert list(parted) == list(corpus.click_sequences) and len(nodes) == 1
-    np.testing.assert_allclose(np.stack(list(parted.values())), whole, atol=1e-5)
+    assert parted.users == list(corpus.click_sequences) and len(nodes) == 1
+    np.testing.assert_allclose(parted.vectors, whole, atol=1e-5)
 
 
 @pytest.mark.parametrize("scheme", ["kmeans-tag", "kmeans-bnb", "kmeans-lstm", "rule"])
