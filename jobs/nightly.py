@@ -39,7 +39,7 @@ import uuid
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import zip_longest
+from itertools import islice, zip_longest
 from pathlib import Path
 
 import faiss
@@ -68,8 +68,8 @@ from recall.catalog import ItemCatalog, ItemMeta
 from recall.db import make_engine, make_sessionmaker
 from recall.domain import to_unix
 from recall.index import BuildStore, VectorIndex
-from recall.online import OnlineStore
-from recall.rebuild import mark_whole
+from recall.online import EVENT_EFFECTS, OnlineStore
+from recall.rebuild import mark_whole, replayed_through
 from recall.routeconfig import load_route_configs
 from recall.routes import ROUTES, default_configs
 from recall.serving import ServingState
@@ -179,15 +179,16 @@ def build_catalog(corpus: TrainingCorpus) -> ItemCatalog:
 
 
 # Counters a replay counts afresh (adding to the live ones would count events twice): hot
-# counters and item CF's co-click lists.
-RECOUNTED = ("hot", "icf")
+# counters and item CF's co-click lists; and the recent clicks that the co-click recount pairs
+# clicks from, replayed from empty (the live lists hold later clicks too, and a re-clicked
+# article only at its last time).
+RECOUNTED = ("hot", "icf", "u")
 
 
 class StagedHotCounters(OnlineStore):
-    """``online``, except that hot counters and co-click lists go to one run's staging keys
-    (``{prefix}nightly:{run}:hot:{kind}:{bucket}``, ``{prefix}nightly:{run}:icf:...``); every
-    other key is the live one. The replay counts through the very code the API records events
-    with (``record_events``)."""
+    """``online``, except that hot counters, co-click lists and user keys go to one run's staging
+    keys (``{prefix}nightly:{run}:hot:{kind}:{bucket}``, ``{prefix}nightly:{run}:icf:...``); the
+    recount goes through the very code the API records events with (``record_events``)."""
 
     def __init__(self, online: OnlineStore, run_id: str):
         super().__init__(online.r, online.s)
@@ -203,12 +204,16 @@ def staged_hot_pattern(online: OnlineStore) -> str:
     return f"{online.p}nightly:*"
 
 
-def sweep_staged_hot(online: OnlineStore) -> int:
-    """Delete staged hot counters dead runs left (they would expire anyway). Holding the lock only."""
-    keys = list(online.r.scan_iter(match=staged_hot_pattern(online), count=1000))
+def delete_keys(client: redis.Redis, pattern: str) -> int:
+    keys = list(client.scan_iter(match=pattern, count=1000))
     for start in range(0, len(keys), 1000):
-        online.r.delete(*keys[start:start + 1000])
+        client.delete(*keys[start:start + 1000])
     return len(keys)
+
+
+def sweep_staged_hot(online: OnlineStore) -> int:
+    """Delete staged keys dead runs left (counters would expire anyway). Holding the lock only."""
+    return delete_keys(online.r, staged_hot_pattern(online))
 
 
 def swap_hot_buckets(online: OnlineStore, staged: StagedHotCounters, first: int, last: int) -> int:
@@ -249,33 +254,47 @@ def swap_co_clicks(online: OnlineStore, staged: StagedHotCounters) -> int:
     return len(staged_keys)
 
 
-def stage_hot_replay(online: OnlineStore, sessions, since: datetime, cutoff: datetime,
-                     run_id: str) -> tuple[StagedHotCounters, int]:
-    """Replay the events in [since, cutoff) from SQL: recent clicks and seen sets straight into
-    their live keys (sorted-set adds: replaying twice changes nothing), hot counters into the
-    run's staging keys. Returns the staged store and how many events were replayed."""
-    staged = StagedHotCounters(online, run_id)
+HISTORY, HOT, CO_CLICKS = frozenset({"clicks", "seen"}), frozenset({"hot"}), frozenset({"clicks", "co_clicks"})
+
+
+def replay_events(store: OnlineStore, sessions, since: datetime, cutoff: datetime,
+                  effects: frozenset[str] = EVENT_EFFECTS, **which) -> int:
+    """Replay the events in [since, cutoff) from SQL (``which``: ``iter_events``' filters)
+    through ``store.record_events``; returns how many."""
     replayed = 0
     with sessions() as session:
-        batch = []
-        for event in sqlstore.iter_events(session, after=since, before=cutoff):
-            batch.append(event)
-            if len(batch) >= 10_000:
-                replayed += staged.record_events(batch)
-                batch = []
-        replayed += staged.record_events(batch)
-    return staged, replayed
+        events = sqlstore.iter_events(session, after=since, before=cutoff, **which)
+        while batch := list(islice(events, 10_000)):
+            replayed += store.record_events(batch, effects)
+    return replayed
+
+
+def recount(staged: StagedHotCounters, sessions, since: datetime, hot_since: datetime,
+            cutoff: datetime) -> dict[str, int]:
+    """Into ``staged``'s keys: the hot counters of [hot_since, cutoff), and the co-click lists of
+    the clicks of [since, cutoff), paired from recent clicks replayed from empty (dropped after)."""
+    counts = {"hot_events": replay_events(staged, sessions, hot_since, cutoff, HOT),
+              "co_click_events": replay_events(staged, sessions, since, cutoff, CO_CLICKS, kind="click")}
+    delete_keys(staged.r, staged.k("u", "*"))
+    return counts
 
 
 def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff: datetime,
-                   settings: Settings, run_id: str | None = None) -> dict[str, int]:
-    """Rebuild Redis from SQL as of the cutoff: fresh list, recent clicks, seen sets, hot buckets.
+                   settings: Settings, run_id: str | None = None) -> dict[str, int | str]:
+    """Rebuild Redis from SQL as of the cutoff: fresh list, recent clicks, seen sets, hot
+    counters, co-click lists; then mark it whole, with what it now holds (``mark_whole``).
 
-    This is also how events that reached SQL while Redis was down find their way back. Each
-    part is atomic or idempotent, so a run killed in the middle leaves Redis serving: the fresh
-    list is swapped whole, clicks and seen sets are sorted-set adds, and the hot buckets and
-    co-click lists are recounted under staging keys and swapped in with one MULTI/EXEC each
-    (``swap_hot_buckets``, ``swap_co_clicks``).
+    This is also how events that reached SQL without the API (ingested files) or while Redis
+    was down find their way in. Each part is atomic or idempotent, so a run killed in the middle
+    leaves Redis serving: the fresh list is swapped whole, clicks and seen sets are sorted-set
+    adds (written into the live keys), and the hot counters and co-click lists are recounted
+    under the run's staging keys and swapped in with one MULTI/EXEC each (``swap_hot_buckets``,
+    ``swap_co_clicks``).
+
+    Recent clicks and seen sets take the events of the replay horizon, or, when the marker says
+    what Redis already holds, only those since (the API wrote the rest as they came); then the
+    hot counters are recounted over the horizon, or the two hot windows live counters live for,
+    and the co-click lists over the horizon's clicks.
     """
     cutoff_ts = to_unix(cutoff)
     fresh = [
@@ -285,13 +304,25 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     online.replace_fresh(fresh)
     online.r.delete(online.k("hidden"))  # hidden flags now live in the build's catalog
 
+    with sessions() as session:
+        last_event = sqlstore.last_event_id(session)  # read first: what is stored later comes next time
     since = cutoff - timedelta(seconds=settings.replay_horizon_seconds)
-    first, last = online.bucket(to_unix(since)), online.bucket(cutoff_ts)
-    staged, replayed = stage_hot_replay(online, sessions, since, cutoff, run_id or uuid.uuid4().hex)
-    swapped = swap_hot_buckets(online, staged, first, last)
-    co_click_lists = swap_co_clicks(online, staged)
-    return {"fresh": len(fresh), "events_replayed": replayed, "hot_counters": swapped,
-            "co_click_lists": co_click_lists}
+    held = replayed_through(online)
+    if held is not None and held[0] < since:
+        held = None  # Redis holds too little of the horizon
+    # From empty, every bucket of the horizon (a longer window than the live counters' lifetime
+    # reads them until they expire); over a whole Redis, the two hot windows live counters keep.
+    hot_since = since if held is None else cutoff - timedelta(seconds=settings.hot_window_hours * 3600 * 2)
+    counts: dict[str, int | str] = {
+        "replay": "full" if held is None else "since " + held[0].isoformat(),
+        "history_events": replay_events(online, sessions, since, cutoff, HISTORY, news_since=held)}
+    staged = StagedHotCounters(online, run_id or uuid.uuid4().hex)
+    counts.update(recount(staged, sessions, since, hot_since, cutoff))
+    counts.update(hot_counters=swap_hot_buckets(online, staged, online.bucket(to_unix(hot_since)),
+                                                online.bucket(cutoff_ts)),
+                  co_click_lists=swap_co_clicks(online, staged), fresh=len(fresh))
+    mark_whole(online, "nightly", replayed=(cutoff, last_event))  # serving processes know Redis is whole
+    return counts
 
 
 def new_version() -> str:
@@ -396,7 +427,6 @@ def _run(settings: Settings, engine: Engine, online: OnlineStore, lock: RunLock,
 
     with run.step("online") as m:
         m.update(refresh_online(online, sessions, corpus, cutoff, settings, run_id=version))
-        mark_whole(online, "nightly")  # serving processes know Redis holds the whole online state
         # Pruned builds' keys go with their folders; every build still on disk keeps its own.
         m.update(dropped_build_keys=buildkeys.drop_unless(online, store.versions()))
     return NightlyResult(version, version, cutoff, counts)

@@ -196,6 +196,12 @@ return paired
 """
 
 
+# What ``record_events`` writes: each user's recent clicks and seen set, the hot counters and
+# item CF's co-click lists. The API writes them all; the nightly replays each over its own
+# horizon (``jobs/nightly.refresh_online``).
+EVENT_EFFECTS = frozenset({"clicks", "seen", "hot", "co_clicks"})
+
+
 class OnlineStore:
     def __init__(self, client: redis.Redis, settings: Settings):
         self.r = client
@@ -219,30 +225,34 @@ class OnlineStore:
         return int(ts // self.s.hot_bucket_seconds)
 
     # ---- writes ------------------------------------------------------------------------
-    def record_events(self, events: Iterable[EventRecord]) -> int:
-        """Apply events to online state in one pipeline; the same path serves API and replay."""
+    def record_events(self, events: Iterable[EventRecord], effects: frozenset[str] = EVENT_EFFECTS) -> int:
+        """Apply events to online state in one pipeline; the same path serves API and replay.
+        ``effects``: which parts of the state to write (``EVENT_EFFECTS``); co-click pairs are
+        read from the recent clicks as they stand."""
         cap = self.s.recent_clicks_cap
         bucket_ttl = int(self.s.hot_window_hours * 3600 * 2 + self.s.hot_bucket_seconds)
         co_click = self.co_click_args()
+        clicks, seen, hot, co_clicks = (effect in effects for effect in ("clicks", "seen", "hot", "co_clicks"))
         pipe = self.r.pipeline(transaction=False)
         n = 0
         for n, ev in enumerate(events, 1):
             ts = to_unix(ev.ts)
-            bucket = self.bucket(ts)
-            seen_key = self.k("u", ev.user_id, "seen")
-            if ev.kind == "click":
+            live = ev.source != HISTORY_SOURCE  # a history click is a partner, never a pair's source
+            if ev.kind == "click" and (clicks or co_clicks and live):
                 clicks_key = self.k("u", ev.user_id, "clicks")
-                pipe.zadd(clicks_key, {ev.article_id: ts})
-                pipe.zremrangebyrank(clicks_key, 0, -cap - 1)
-                if ev.source != HISTORY_SOURCE:  # a history click is a partner, never a pair's source
+                if clicks:  # GT: a late event never moves an article back in time
+                    pipe.zadd(clicks_key, {ev.article_id: ts}, gt=True)
+                    pipe.zremrangebyrank(clicks_key, 0, -cap - 1)
+                if co_clicks and live:
                     self._co_click(keys=[clicks_key, self.k("icf", "ref")], args=[ev.article_id, ts, *co_click],
                                    client=pipe)
-            if ev.source != HISTORY_SOURCE:
-                counter = self.k("hot", "c" if ev.kind == "click" else "i", bucket)
+            if hot and live:
+                counter = self.k("hot", "c" if ev.kind == "click" else "i", self.bucket(ts))
                 pipe.zincrby(counter, 1, ev.article_id)
                 pipe.expire(counter, bucket_ttl)
-            if ev.kind == "click" or self.s.seen_includes_impressions:
-                pipe.zadd(seen_key, {ev.article_id: ts})
+            if seen and (ev.kind == "click" or self.s.seen_includes_impressions):
+                seen_key = self.k("u", ev.user_id, "seen")
+                pipe.zadd(seen_key, {ev.article_id: ts}, gt=True)
                 pipe.zremrangebyrank(seen_key, 0, -self.s.seen_cap - 1)
                 pipe.expire(seen_key, self.s.seen_ttl_seconds)
         try:

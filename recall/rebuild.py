@@ -50,8 +50,23 @@ LOCK_SECONDS = 900
 BATCH = 5_000
 
 
-def mark_whole(online: OnlineStore, by: str) -> None:
-    online.r.set(online.k(MARKER), json.dumps({"by": by, "at": time.time()}))
+def mark_whole(online: OnlineStore, by: str, replayed: tuple[datetime, int] | None = None) -> None:
+    """Redis holds the whole online state. ``replayed``: it holds every event before that time
+    and every one up to that event id (a replay's cutoff, and the last id stored when it read),
+    so the next replay may take only what came since (``replayed_through``)."""
+    mark = {"by": by, "at": time.time()}
+    if replayed is not None:
+        mark.update(through=replayed[0].isoformat(), last_event=replayed[1])
+    online.r.set(online.k(MARKER), json.dumps(mark))
+
+
+def replayed_through(online: OnlineStore) -> tuple[datetime, int] | None:
+    """What the marker says Redis holds (``mark_whole``), or None: not whole, or not known."""
+    raw = online.r.get(online.k(MARKER))
+    mark = json.loads(raw) if raw else {}
+    if "through" not in mark:
+        return None
+    return datetime.fromisoformat(mark["through"]), int(mark["last_event"])
 
 
 def is_empty(online: OnlineStore) -> bool:
@@ -84,8 +99,7 @@ def rebuild_if_empty(service, sessions: sessionmaker[Session]) -> bool:
         return False
     try:
         if empty:
-            counts = rebuild(service, sessions)
-            mark_whole(online, "rebuild")
+            counts = rebuild(service, sessions)  # marks Redis whole
             log.info("online state rebuilt from SQL", extra={"fields": counts})
         else:
             counts = rebuild_build_keys(online, state, sessions, utc_now())
@@ -138,6 +152,7 @@ def rebuild(service, sessions: sessionmaker[Session], now: datetime | None = Non
     with sessions() as session:  # the replay below applies these; every one is older than ``now``
         counts["outbox_cleared"] = len(sqlstore.claim_pending_events(session, 10**9))
         session.commit()
+        last_event = sqlstore.last_event_id(session)
     now = now or utc_now()
     now_ts = to_unix(now)
 
@@ -166,4 +181,5 @@ def rebuild(service, sessions: sessionmaker[Session], now: datetime | None = Non
         if (meta := catalog.get(article)) is not None)
     if pipeline.state.version is not None:
         counts.update(rebuild_build_keys(online, pipeline.state, sessions, now, users=list(clicks)))
+    mark_whole(online, "rebuild", replayed=(now, last_event))
     return counts

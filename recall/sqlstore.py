@@ -355,11 +355,20 @@ def clickers(session: Session, after: datetime | None = None, before: datetime |
 
 
 def iter_events(session: Session, after: datetime | None = None, before: datetime | None = None,
-                batch: int = 10000) -> Iterator[EventRecord]:
-    """Events with after <= ts < before, in (ts, id) order, read a keyset page at a time."""
+                batch: int = 10000, *, kind: str | None = None,
+                news_since: tuple[datetime, int] | None = None) -> Iterator[EventRecord]:
+    """Events with after <= ts < before, in (ts, id) order, read a keyset page at a time; of one
+    ``kind`` when given. ``news_since`` (a time and an event id): only events at or after that
+    time or stored after that id (a late file of older events), i.e. what a replay up to that
+    time, which read up to that id, has not seen."""
     position: tuple[datetime, int] | None = None
+    window = _in_window(select(EVENTS), after, before)
+    if kind is not None:
+        window = window.where(EVENTS.c.kind == kind)
+    if news_since is not None:
+        window = window.where(or_(EVENTS.c.ts >= news_since[0], EVENTS.c.id > news_since[1]))
     while True:
-        query = _in_window(select(EVENTS), after, before).order_by(EVENTS.c.ts, EVENTS.c.id).limit(batch)
+        query = window.order_by(EVENTS.c.ts, EVENTS.c.id).limit(batch)
         if position is not None:
             query = query.where(tuple_(EVENTS.c.ts, EVENTS.c.id) > tuple_(*position))
         rows = session.execute(query).all()
@@ -369,6 +378,11 @@ def iter_events(session: Session, after: datetime | None = None, before: datetim
         if len(rows) < batch:
             return
         position = (rows[-1].ts, rows[-1].id)
+
+
+def last_event_id(session: Session) -> int:
+    """The newest stored event's id (0 with none)."""
+    return session.scalar(select(func.max(EVENTS.c.id))) or 0
 
 
 def article_click_counts(session: Session, since: datetime | None,

@@ -299,10 +299,12 @@ def test_a_warm_fit_continues_the_previous_model(name, world):
     assert warm.training_metrics_["epochs"] == WARM_EPOCHS
     assert warm.version not in (previous.version, other_seed.version)
     # Measured here: warm 0.74 (title2vec: Adam starts afresh), 0.92 (dssm), 0.98 and more (the
-    # rest) against yesterday's vectors; a cold fit with another seed 0.19 at most (tag2vec), ~0
-    # for most. The bound sits between, and the cold fit must stay clearly under it.
-    assert mean_cosine(before, after) > WARM_COSINE
-    assert mean_cosine(before, cold) < WARM_COSINE - 0.2
+    # rest) against yesterday's vectors; a cold fit with another seed ~0 for most, but up to 0.41
+    # for tag2vec on a loaded CI machine (its few tags share directions, hogwild threads vary).
+    # So the warm fit must be close to yesterday's and clearly closer than a cold one.
+    continued, restarted = mean_cosine(before, after), mean_cosine(before, cold)
+    assert continued > WARM_COSINE
+    assert continued > restarted + 0.3
     # What a cold fit can represent of the new articles, the warm one represents too.
     np.testing.assert_array_equal(warm.encode(new).any(1), other_seed.encode(new).any(1))
     assert warm.encode(new).any(1).any()

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from api.reload import refresh
 from jobs.ingest.synthetic import ingest_synthetic
-from jobs.nightly import nightly_lock, run_nightly, stage_hot_replay
+from jobs.nightly import StagedHotCounters, nightly_lock, recount, run_nightly
 from jobs.runs import RunLocked, utcnow
 from recall import sqlstore
 from recall.catalog import ItemCatalog
@@ -35,9 +35,10 @@ from recall.synthetic import generate
 
 
 def recent_world():
-    """A small world that ended a day ago: its events are inside the hot replay horizon."""
+    """A small world that ended two hours ago: its events are inside the replay horizon, its
+    last hours inside the hot counters' (two hot windows)."""
     now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
-    return generate(articles=300, users=40, days=3, seed=13, start=now - timedelta(days=4))
+    return generate(articles=300, users=40, days=3, seed=13, start=now - timedelta(days=3, hours=2))
 
 
 @pytest.fixture
@@ -236,11 +237,15 @@ def test_hot_counters_are_recounted_aside_and_swapped_in_whole(settings, db, onl
 
     # A run killed after recounting, before its swap: the live counters are untouched.
     cutoff = utcnow()
-    _, replayed = stage_hot_replay(online, make_sessionmaker(db), cutoff - timedelta(days=7), cutoff, "dead-run")
-    assert replayed > 0 and hot_state(online) == before and hot_state(online, "icf") == co_clicks
-    assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))) == len(before)
+    hot_since = cutoff - timedelta(hours=2 * settings.hot_window_hours)
+    window = online.bucket(to_unix(hot_since))
+    in_window = [key for key in before if int(key.rsplit(":", 1)[1]) >= window]
+    replayed = recount(StagedHotCounters(online, "dead-run"), make_sessionmaker(db),
+                       cutoff - timedelta(days=7), hot_since, cutoff)
+    assert replayed["hot_events"] > 0 and hot_state(online) == before and hot_state(online, "icf") == co_clicks
+    assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))) == len(in_window)
     staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:*"))
-    assert len(staged) == len(before) + len(co_clicks) + 1  # hot counters, co-click lists, their ref
+    assert len(staged) == len(in_window) + len(co_clicks) + 1  # hot counters, co-click lists, their ref
     # A live counter or co-click list SQL knows nothing of (inside the recounted window) goes with the swap.
     ghost = online.k("hot", "c", online.bucket(to_unix(cutoff)) - 3)
     online.r.zincrby(ghost, 5, "ghost")
@@ -255,7 +260,9 @@ def test_hot_counters_are_recounted_aside_and_swapped_in_whole(settings, db, onl
         online_step = session.scalars(select(JobRun).where(JobRun.run_id == after.run_id,
                                                            JobRun.step == "online")).one()
     assert load.metrics["swept_hot_keys"] == len(staged)
-    assert online_step.metrics["hot_counters"] == len(before)
+    # Redis was whole: the second run took the history since the first one's cutoff alone.
+    assert online_step.metrics["replay"].startswith("since ")
+    assert online_step.metrics["hot_counters"] == len(in_window) > 0
 
 
 # ---- the fast path's catch-up ---------------------------------------------------------------------
