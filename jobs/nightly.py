@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
@@ -269,18 +270,8 @@ def replay_events(store: OnlineStore, sessions, since: datetime, cutoff: datetim
     return replayed
 
 
-def recount(staged: StagedHotCounters, sessions, since: datetime, hot_since: datetime,
-            cutoff: datetime) -> dict[str, int]:
-    """Into ``staged``'s keys: the hot counters of [hot_since, cutoff), and the co-click lists of
-    the clicks of [since, cutoff), paired from recent clicks replayed from empty (dropped after)."""
-    counts = {"hot_events": replay_events(staged, sessions, hot_since, cutoff, HOT),
-              "co_click_events": replay_events(staged, sessions, since, cutoff, CO_CLICKS, kind="click")}
-    delete_keys(staged.r, staged.k("u", "*"))
-    return counts
-
-
 def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff: datetime,
-                   settings: Settings, run_id: str | None = None) -> dict[str, int | str]:
+                   settings: Settings, run_id: str | None = None) -> dict[str, int | str | float]:
     """Rebuild Redis from SQL as of the cutoff: fresh list, recent clicks, seen sets, hot
     counters, co-click lists; then mark it whole, with what it now holds (``mark_whole``).
 
@@ -312,12 +303,20 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
         held = None  # Redis holds too little of the horizon
     # From empty, every bucket of the horizon (a longer window than the live counters' lifetime
     # reads them until they expire); over a whole Redis, the two hot windows live counters keep.
-    hot_since = since if held is None else cutoff - timedelta(seconds=settings.hot_window_hours * 3600 * 2)
-    counts: dict[str, int | str] = {
-        "replay": "full" if held is None else "since " + held[0].isoformat(),
-        "history_events": replay_events(online, sessions, since, cutoff, HISTORY, news_since=held)}
+    # From a bucket's start: the swap replaces whole buckets.
+    hot_from = since if held is None else cutoff - timedelta(seconds=settings.hot_window_hours * 3600 * 2)
+    hot_since = cutoff - timedelta(seconds=cutoff_ts - online.bucket(to_unix(hot_from)) * settings.hot_bucket_seconds)
     staged = StagedHotCounters(online, run_id or uuid.uuid4().hex)
-    counts.update(recount(staged, sessions, since, hot_since, cutoff))
+    passes = {  # the co-click pass pairs clicks from recent clicks it replays from empty
+        "history": lambda: replay_events(online, sessions, since, cutoff, HISTORY, news_since=held),
+        "hot": lambda: replay_events(staged, sessions, hot_since, cutoff, HOT),
+        "co_click": lambda: replay_events(staged, sessions, since, cutoff, CO_CLICKS, kind="click")}
+    counts: dict[str, int | str | float] = {"replay": "full" if held is None else "since " + held[0].isoformat()}
+    for name, replay in passes.items():
+        started = time.perf_counter()
+        counts[f"{name}_events"] = replay()
+        counts[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
+    delete_keys(online.r, staged.k("u", "*"))
     counts.update(hot_counters=swap_hot_buckets(online, staged, online.bucket(to_unix(hot_since)),
                                                 online.bucket(cutoff_ts)),
                   co_click_lists=swap_co_clicks(online, staged), fresh=len(fresh))

@@ -43,6 +43,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,11 +229,19 @@ class OnlineStore:
     def record_events(self, events: Iterable[EventRecord], effects: frozenset[str] = EVENT_EFFECTS) -> int:
         """Apply events to online state in one pipeline; the same path serves API and replay.
         ``effects``: which parts of the state to write (``EVENT_EFFECTS``); co-click pairs are
-        read from the recent clicks as they stand."""
+        read from the recent clicks as they stand.
+
+        Clicks go one by one (a click pairs with the clicks before it). Seen sets and hot
+        counters are summed over the batch first: one ZADD per user and one ZINCRBY per counter
+        and article leave what one per event would, in a fraction of the commands (a replay
+        spends its time building and parsing them)."""
         cap = self.s.recent_clicks_cap
         bucket_ttl = int(self.s.hot_window_hours * 3600 * 2 + self.s.hot_bucket_seconds)
         co_click = self.co_click_args()
         clicks, seen, hot, co_clicks = (effect in effects for effect in ("clicks", "seen", "hot", "co_clicks"))
+        seen_kinds = ("click", "impression") if self.s.seen_includes_impressions else ("click",)
+        seen_at: dict[str, dict[str, float]] = {}  # user -> article -> newest time
+        counted: Counter[tuple[str, str]] = Counter()  # (counter, article) -> events
         pipe = self.r.pipeline(transaction=False)
         n = 0
         for n, ev in enumerate(events, 1):
@@ -247,14 +256,19 @@ class OnlineStore:
                     self._co_click(keys=[clicks_key, self.k("icf", "ref")], args=[ev.article_id, ts, *co_click],
                                    client=pipe)
             if hot and live:
-                counter = self.k("hot", "c" if ev.kind == "click" else "i", self.bucket(ts))
-                pipe.zincrby(counter, 1, ev.article_id)
-                pipe.expire(counter, bucket_ttl)
-            if seen and (ev.kind == "click" or self.s.seen_includes_impressions):
-                seen_key = self.k("u", ev.user_id, "seen")
-                pipe.zadd(seen_key, {ev.article_id: ts}, gt=True)
-                pipe.zremrangebyrank(seen_key, 0, -self.s.seen_cap - 1)
-                pipe.expire(seen_key, self.s.seen_ttl_seconds)
+                counted[self.k("hot", "c" if ev.kind == "click" else "i", self.bucket(ts)), ev.article_id] += 1
+            if seen and ev.kind in seen_kinds:
+                articles = seen_at.setdefault(ev.user_id, {})
+                articles[ev.article_id] = max(ts, articles.get(ev.article_id, ts))
+        for (counter, article), times in counted.items():
+            pipe.zincrby(counter, times, article)
+        for counter in {counter for counter, _ in counted}:  # lives two hot windows past its last write
+            pipe.expire(counter, bucket_ttl)
+        for user, articles in seen_at.items():
+            seen_key = self.k("u", user, "seen")
+            pipe.zadd(seen_key, articles, gt=True)
+            pipe.zremrangebyrank(seen_key, 0, -self.s.seen_cap - 1)
+            pipe.expire(seen_key, self.s.seen_ttl_seconds)
         try:
             pipe.execute()
         except redis.RedisError as exc:

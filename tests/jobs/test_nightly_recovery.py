@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from api.reload import refresh
 from jobs.ingest.synthetic import ingest_synthetic
-from jobs.nightly import StagedHotCounters, nightly_lock, recount, run_nightly
+from jobs.nightly import CO_CLICKS, HOT, StagedHotCounters, nightly_lock, replay_events, run_nightly
 from jobs.runs import RunLocked, utcnow
 from recall import sqlstore
 from recall.catalog import ItemCatalog
@@ -237,15 +237,16 @@ def test_hot_counters_are_recounted_aside_and_swapped_in_whole(settings, db, onl
 
     # A run killed after recounting, before its swap: the live counters are untouched.
     cutoff = utcnow()
-    hot_since = cutoff - timedelta(hours=2 * settings.hot_window_hours)
-    window = online.bucket(to_unix(hot_since))
+    window = online.bucket(to_unix(cutoff) - 2 * settings.hot_window_hours * 3600)  # the recount's first bucket
+    hot_since = datetime.fromtimestamp(window * settings.hot_bucket_seconds, timezone.utc).replace(tzinfo=None)
     in_window = [key for key in before if int(key.rsplit(":", 1)[1]) >= window]
-    replayed = recount(StagedHotCounters(online, "dead-run"), make_sessionmaker(db),
-                       cutoff - timedelta(days=7), hot_since, cutoff)
-    assert replayed["hot_events"] > 0 and hot_state(online) == before and hot_state(online, "icf") == co_clicks
+    dead, sessions = StagedHotCounters(online, "dead-run"), make_sessionmaker(db)
+    assert replay_events(dead, sessions, hot_since, cutoff, HOT) > 0
+    assert replay_events(dead, sessions, cutoff - timedelta(days=7), cutoff, CO_CLICKS, kind="click") > 0
+    assert hot_state(online) == before and hot_state(online, "icf") == co_clicks
     assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))) == len(in_window)
-    staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:*"))
-    assert len(staged) == len(in_window) + len(co_clicks) + 1  # hot counters, co-click lists, their ref
+    assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:icf:*"))) == len(co_clicks) + 1  # + ref
+    staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:*"))  # and the clicks they paired from
     # A live counter or co-click list SQL knows nothing of (inside the recounted window) goes with the swap.
     ghost = online.k("hot", "c", online.bucket(to_unix(cutoff)) - 3)
     online.r.zincrby(ghost, 5, "ghost")
