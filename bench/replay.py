@@ -39,7 +39,7 @@ from recall.settings import Settings
 from recall.synthetic import plan, visits_for
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
-PASSES = ("history", "hot", "co_click")
+PASSES = ("history_hot", "history", "hot", "co_click")  # from empty, history and hot read once
 NO_ARTICLES = TrainingCorpus(articles={}, click_sequences={})  # the fresh list costs nothing here
 
 
@@ -86,11 +86,12 @@ def table(rows: dict[str, dict]) -> Table:
     for column in ("case", "pass", "events", "seconds", "events/s"):
         out.add_column(column, justify="left" if column in ("case", "pass") else "right")
     for case, counts in rows.items():
-        for n, name in enumerate(PASSES):
+        names = [name for name in PASSES if f"{name}_events" in counts]
+        for n, name in enumerate(names):
             events, seconds = counts[f"{name}_events"], counts[f"{name}_seconds"]
             label = f"{case} ({counts['replay'].split('T')[0]})" if n == 0 else ""
             out.add_row(label, name, f"{events:,}", f"{seconds:.1f}", f"{events / max(seconds, 0.05):,.0f}")
-        swap = counts["seconds"] - sum(counts[f"{name}_seconds"] for name in PASSES)
+        swap = counts["seconds"] - sum(counts[f"{name}_seconds"] for name in names)
         out.add_row("", "swap, fresh list", "", f"{swap:.1f}", "")
         out.add_row("", "[bold]total[/bold]", "", f"[bold]{counts['seconds']:.1f}[/bold]", "", end_section=True)
     return out

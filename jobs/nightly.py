@@ -258,15 +258,17 @@ def swap_co_clicks(online: OnlineStore, staged: StagedHotCounters) -> int:
 HISTORY, HOT, CO_CLICKS = frozenset({"clicks", "seen"}), frozenset({"hot"}), frozenset({"clicks", "co_clicks"})
 
 
-def replay_events(store: OnlineStore, sessions, since: datetime, cutoff: datetime,
-                  effects: frozenset[str] = EVENT_EFFECTS, **which) -> int:
-    """Replay the events in [since, cutoff) from SQL (``which``: ``iter_events``' filters)
-    through ``store.record_events``; returns how many."""
+def replay_events(sessions, since: datetime, cutoff: datetime,
+                  writers: list[tuple[OnlineStore, frozenset[str]]], **which) -> int:
+    """Replay the events in [since, cutoff) from SQL (``which``: ``iter_events``' filters), read
+    once, through each writer's ``record_events`` with its effects; returns how many."""
     replayed = 0
     with sessions() as session:
         events = sqlstore.iter_events(session, after=since, before=cutoff, **which)
         while batch := list(islice(events, 10_000)):
-            replayed += store.record_events(batch, effects)
+            for store, effects in writers:
+                store.record_events(batch, effects)
+            replayed += len(batch)
     return replayed
 
 
@@ -307,14 +309,17 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     hot_from = since if held is None else cutoff - timedelta(seconds=settings.hot_window_hours * 3600 * 2)
     hot_since = cutoff - timedelta(seconds=cutoff_ts - online.bucket(to_unix(hot_from)) * settings.hot_bucket_seconds)
     staged = StagedHotCounters(online, run_id or uuid.uuid4().hex)
-    passes = {  # the co-click pass pairs clicks from recent clicks it replays from empty
-        "history": lambda: replay_events(online, sessions, since, cutoff, HISTORY, news_since=held),
-        "hot": lambda: replay_events(staged, sessions, hot_since, cutoff, HOT),
-        "co_click": lambda: replay_events(staged, sessions, since, cutoff, CO_CLICKS, kind="click")}
+    # (name, first event time, writers, filters); the co-click pass pairs clicks from recent
+    # clicks it replays from empty. From empty, history and hot counters read the same events once.
+    passes = [("history", since, [(online, HISTORY)], {"news_since": held}),
+              ("hot", hot_since, [(staged, HOT)], {}),
+              ("co_click", since, [(staged, CO_CLICKS)], {"kind": "click"})]
+    if held is None:
+        passes[:2] = [("history_hot", since, [(online, HISTORY), (staged, HOT)], {})]
     counts: dict[str, int | str | float] = {"replay": "full" if held is None else "since " + held[0].isoformat()}
-    for name, replay in passes.items():
+    for name, first, writers, which in passes:
         started = time.perf_counter()
-        counts[f"{name}_events"] = replay()
+        counts[f"{name}_events"] = replay_events(sessions, first, cutoff, writers, **which)
         counts[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
     delete_keys(online.r, staged.k("u", "*"))
     counts.update(hot_counters=swap_hot_buckets(online, staged, online.bucket(to_unix(hot_since)),

@@ -5,8 +5,8 @@ Key schema (every key under ``settings.redis_prefix``, default ``nr:``):
 =============================  ======  =====================================================
 key                            type    meaning
 =============================  ======  =====================================================
-``u:{user}:clicks``            zset    clicked article -> click time (unix s); capped to the
-                                       newest ``recent_clicks_cap``
+``u:{user}:clicks``            zset    clicked article -> last click time (unix s); capped to
+                                       the newest ``recent_clicks_cap``
 ``u:{user}:seen``              zset    article -> last time shown or clicked; entries older
                                        than ``seen_ttl_seconds`` are ignored; capped to the
                                        newest ``seen_cap`` (every request reads it whole)

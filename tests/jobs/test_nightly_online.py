@@ -77,7 +77,7 @@ def test_over_a_whole_redis_the_refresh_replays_less_and_leaves_what_a_full_repl
     first_cutoff = utcnow() - timedelta(hours=1)
     assert replayed_through(online) is None  # marked whole without a watermark: replay it all
     first = refresh_online(online, sessions, NO_ARTICLES, first_cutoff, uncapped)
-    assert first["replay"] == "full" and first["history_events"] > 1000
+    assert first["replay"] == "full" and first["history_hot_events"] > 1000
     assert replayed_through(online)[0] == first_cutoff
 
     users = sorted({e.user_id for e in world.events})[:6]
@@ -89,7 +89,7 @@ def test_over_a_whole_redis_the_refresh_replays_less_and_leaves_what_a_full_repl
     second = refresh_online(online, sessions, NO_ARTICLES, cutoff, uncapped)
     assert second["replay"] == f"since {first_cutoff.isoformat()}"
     assert second["history_events"] == len(late)  # the world ended before the first cutoff
-    assert 0 < second["hot_events"] < first["history_events"]
+    assert 0 < second["hot_events"] < first["history_hot_events"]
     clicks = sum(e.kind == "click" for e in world.events) + sum(e.kind == "click" for e in late)
     assert second["co_click_events"] == clicks
     late_file = online.r.zscore(online.k("u", users[1], "clicks"), late[-1].article_id)

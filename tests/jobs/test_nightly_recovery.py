@@ -241,8 +241,8 @@ def test_hot_counters_are_recounted_aside_and_swapped_in_whole(settings, db, onl
     hot_since = datetime.fromtimestamp(window * settings.hot_bucket_seconds, timezone.utc).replace(tzinfo=None)
     in_window = [key for key in before if int(key.rsplit(":", 1)[1]) >= window]
     dead, sessions = StagedHotCounters(online, "dead-run"), make_sessionmaker(db)
-    assert replay_events(dead, sessions, hot_since, cutoff, HOT) > 0
-    assert replay_events(dead, sessions, cutoff - timedelta(days=7), cutoff, CO_CLICKS, kind="click") > 0
+    assert replay_events(sessions, hot_since, cutoff, [(dead, HOT)]) > 0
+    assert replay_events(sessions, cutoff - timedelta(days=7), cutoff, [(dead, CO_CLICKS)], kind="click") > 0
     assert hot_state(online) == before and hot_state(online, "icf") == co_clicks
     assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))) == len(in_window)
     assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:icf:*"))) == len(co_clicks) + 1  # + ref
