@@ -72,7 +72,8 @@ ENCODERS: dict[str, tuple[type, Callable[[Settings], Encoder]]] = {
     "dssm": (DSSMEncoder, lambda s: DSSMEncoder(epochs=s.dssm_epochs, threads=1, seed=s.seed)),
     "graph2vec": (Graph2VecEncoder, lambda s: Graph2VecEncoder(threads=s.threads, seed=s.seed,
                                                                max_tokens=s.fasttext_max_tokens, **_graph_walks(s))),
-    "eges": (EGESEncoder, lambda s: EGESEncoder(epochs=s.eges_epochs, threads=1, seed=s.seed, **_graph_walks(s))),
+    "eges": (EGESEncoder, lambda s: EGESEncoder(epochs=s.eges_epochs, threads=1, seed=s.seed,
+                                                max_pairs=s.eges_max_pairs, **_graph_walks(s))),
 }
 
 

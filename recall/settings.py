@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     graph_p: float = Field(1.0, gt=0)
     graph_q: float = Field(1.0, gt=0)
     eges_epochs: int = Field(1, ge=1)
+    # EGES trains on at most this many skip-gram pairs over its epochs (encoders/eges.py).
+    eges_max_pairs: int = Field(10_000_000, ge=1)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -65,3 +65,15 @@ def test_an_article_with_neither_clicks_nor_known_side_information_is_a_zero_row
         id="unknown-values", category="never seen", media_id="Nobody", tags=(("no such tag", 1.0),))])
     assert not vectors.any()
     assert fitted.training_metrics_["nodes_without_side_info"] == GROUPS * BARE
+
+
+def test_a_pair_budget_trains_on_a_share_of_the_walks(fitted):
+    assert fitted.training_metrics_["walk_share"] == 1.0
+    all_pairs = fitted.training_metrics_["pairs"]
+    corpus = planted_corpus()
+    capped = EGESEncoder(dim=16, epochs=3, batch_size=256, threads=1, max_pairs=all_pairs // 4).fit(corpus)
+    assert capped.training_metrics_["walk_share"] == pytest.approx(0.25, abs=0.01)
+    assert capped.training_metrics_["pairs"] <= all_pairs // 4
+    assert capped.version != fitted.version
+    probes, groups = clicked()
+    assert neighbour_purity(capped.encode(probes), groups) > 0.5  # chance: about 0.15
