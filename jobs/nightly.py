@@ -37,9 +37,11 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import islice, zip_longest
 from pathlib import Path
 
@@ -67,9 +69,10 @@ from jobs.users import UserVectors, build_users, encode_users_partitioned, publi
 from recall import buildkeys, sqlstore
 from recall.catalog import ItemCatalog, ItemMeta
 from recall.db import make_engine, make_sessionmaker
-from recall.domain import to_unix
+from recall.coclicks import CoClickCounter
+from recall.domain import EventRecord, to_unix
 from recall.index import BuildStore, VectorIndex
-from recall.online import EVENT_EFFECTS, OnlineStore
+from recall.online import OnlineStore
 from recall.rebuild import mark_whole, replayed_through
 from recall.routeconfig import load_route_configs
 from recall.routes import ROUTES, default_configs
@@ -180,16 +183,16 @@ def build_catalog(corpus: TrainingCorpus) -> ItemCatalog:
 
 
 # Counters a replay counts afresh (adding to the live ones would count events twice): hot
-# counters and item CF's co-click lists; and the recent clicks that the co-click recount pairs
-# clicks from, replayed from empty (the live lists hold later clicks too, and a re-clicked
-# article only at its last time).
-RECOUNTED = ("hot", "icf", "u")
+# counters and item CF's co-click lists.
+RECOUNTED = ("hot", "icf")
 
 
 class StagedHotCounters(OnlineStore):
-    """``online``, except that hot counters, co-click lists and user keys go to one run's staging
-    keys (``{prefix}nightly:{run}:hot:{kind}:{bucket}``, ``{prefix}nightly:{run}:icf:...``); the
-    recount goes through the very code the API records events with (``record_events``)."""
+    """``online``, except that hot counters and co-click lists go to one run's staging keys
+    (``{prefix}nightly:{run}:hot:{kind}:{bucket}``, ``{prefix}nightly:{run}:icf:...``). Hot
+    counters are recounted through the very code the API records events with
+    (``record_events``), co-click lists by ``CoClickCounter``, which computes what the API's
+    script would."""
 
     def __init__(self, online: OnlineStore, run_id: str):
         super().__init__(online.r, online.s)
@@ -255,19 +258,19 @@ def swap_co_clicks(online: OnlineStore, staged: StagedHotCounters) -> int:
     return len(staged_keys)
 
 
-HISTORY, HOT, CO_CLICKS = frozenset({"clicks", "seen"}), frozenset({"hot"}), frozenset({"clicks", "co_clicks"})
+HISTORY, HOT = frozenset({"clicks", "seen"}), frozenset({"hot"})
 
 
 def replay_events(sessions, since: datetime, cutoff: datetime,
-                  writers: list[tuple[OnlineStore, frozenset[str]]], **which) -> int:
+                  writers: list[Callable[[list[EventRecord]], object]], **which) -> int:
     """Replay the events in [since, cutoff) from SQL (``which``: ``iter_events``' filters), read
-    once, through each writer's ``record_events`` with its effects; returns how many."""
+    once, through each writer in batches; returns how many."""
     replayed = 0
     with sessions() as session:
         events = sqlstore.iter_events(session, after=since, before=cutoff, **which)
         while batch := list(islice(events, 10_000)):
-            for store, effects in writers:
-                store.record_events(batch, effects)
+            for write in writers:
+                write(batch)
             replayed += len(batch)
     return replayed
 
@@ -309,19 +312,22 @@ def refresh_online(online: OnlineStore, sessions, corpus: TrainingCorpus, cutoff
     hot_from = since if held is None else cutoff - timedelta(seconds=settings.hot_window_hours * 3600 * 2)
     hot_since = cutoff - timedelta(seconds=cutoff_ts - online.bucket(to_unix(hot_from)) * settings.hot_bucket_seconds)
     staged = StagedHotCounters(online, run_id or uuid.uuid4().hex)
-    # (name, first event time, writers, filters); the co-click pass pairs clicks from recent
-    # clicks it replays from empty. From empty, history and hot counters read the same events once.
-    passes = [("history", since, [(online, HISTORY)], {"news_since": held}),
-              ("hot", hot_since, [(staged, HOT)], {}),
-              ("co_click", since, [(staged, CO_CLICKS)], {"kind": "click"})]
+    history, hot = partial(online.record_events, effects=HISTORY), partial(staged.record_events, effects=HOT)
+    co_clicks = CoClickCounter(staged)  # pairs clicks from the recent clicks it replays from empty
+    # (name, first event time, writers, filters). From empty, history and hot counters read the
+    # same events once.
+    passes = [("history", since, [history], {"news_since": held}),
+              ("hot", hot_since, [hot], {}),
+              ("co_click", since, [co_clicks.add], {"kind": "click"})]
     if held is None:
-        passes[:2] = [("history_hot", since, [(online, HISTORY), (staged, HOT)], {})]
+        passes[:2] = [("history_hot", since, [history, hot], {})]
     counts: dict[str, int | str | float] = {"replay": "full" if held is None else "since " + held[0].isoformat()}
     for name, first, writers, which in passes:
         started = time.perf_counter()
         counts[f"{name}_events"] = replay_events(sessions, first, cutoff, writers, **which)
+        if name == "co_click":
+            co_clicks.write()
         counts[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
-    delete_keys(online.r, staged.k("u", "*"))
     counts.update(hot_counters=swap_hot_buckets(online, staged, online.bucket(to_unix(hot_since)),
                                                 online.bucket(cutoff_ts)),
                   co_click_lists=swap_co_clicks(online, staged), fresh=len(fresh))

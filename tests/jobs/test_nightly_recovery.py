@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import pytest
 from rich.console import Console
@@ -19,10 +20,11 @@ from sqlalchemy import func, select
 
 from api.reload import refresh
 from jobs.ingest.synthetic import ingest_synthetic
-from jobs.nightly import CO_CLICKS, HOT, StagedHotCounters, nightly_lock, replay_events, run_nightly
+from jobs.nightly import HOT, StagedHotCounters, nightly_lock, replay_events, run_nightly
 from jobs.runs import RunLocked, utcnow
 from recall import sqlstore
 from recall.catalog import ItemCatalog
+from recall.coclicks import CoClickCounter
 from recall.db import make_sessionmaker
 from recall.domain import ArticleRecord, to_unix
 from recall.fastpath import catch_up
@@ -241,12 +243,14 @@ def test_hot_counters_are_recounted_aside_and_swapped_in_whole(settings, db, onl
     hot_since = datetime.fromtimestamp(window * settings.hot_bucket_seconds, timezone.utc).replace(tzinfo=None)
     in_window = [key for key in before if int(key.rsplit(":", 1)[1]) >= window]
     dead, sessions = StagedHotCounters(online, "dead-run"), make_sessionmaker(db)
-    assert replay_events(sessions, hot_since, cutoff, [(dead, HOT)]) > 0
-    assert replay_events(sessions, cutoff - timedelta(days=7), cutoff, [(dead, CO_CLICKS)], kind="click") > 0
+    assert replay_events(sessions, hot_since, cutoff, [partial(dead.record_events, effects=HOT)]) > 0
+    recount = CoClickCounter(dead)
+    assert replay_events(sessions, cutoff - timedelta(days=7), cutoff, [recount.add], kind="click") > 0
+    recount.write()
     assert hot_state(online) == before and hot_state(online, "icf") == co_clicks
     assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:hot:*"))) == len(in_window)
     assert len(list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:icf:*"))) == len(co_clicks) + 1  # + ref
-    staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:*"))  # and the clicks they paired from
+    staged = list(online.r.scan_iter(match=f"{online.p}nightly:dead-run:*"))
     # A live counter or co-click list SQL knows nothing of (inside the recounted window) goes with the swap.
     ghost = online.k("hot", "c", online.bucket(to_unix(cutoff)) - 3)
     online.r.zincrby(ghost, 5, "ghost")
