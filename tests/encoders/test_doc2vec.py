@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from encoders.base import TrainingCorpus
-from encoders.doc2vec import DocBertEncoder, default_doc_model_path
+from encoders.doc2vec import TEXT_RULE, DocBertEncoder, article_text, default_doc_model_path
 from recall.domain import ArticleRecord
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
@@ -127,3 +127,25 @@ def test_e5_is_chosen_before_fit_by_the_first_batch_and_loads_back(chinese, tmp_
     loaded = DocBertEncoder.load(tmp_path / "doc2vec")
     assert loaded.model == "e5" and loaded.version == chinese.version
     np.testing.assert_array_equal(loaded.encode(TOUTIAO), chinese.encode(TOUTIAO))
+
+
+def test_a_headline_without_a_body_reads_its_tags_strongest_first():
+    tags = (("iPhone", 0.2), (" ", 0.9), ("手机", 0.5))
+    assert article_text(ArticleRecord(id="a", title=" T ", body="B", tags=tags)) == "T. B"
+    assert article_text(ArticleRecord(id="a", title="T", body="  ", tags=tags)) == "T. 手机, iPhone"
+    assert article_text(ArticleRecord(id="a", tags=tags)) == "手机, iPhone"
+    assert article_text(ArticleRecord(id="a", title="T")) == "T"
+
+
+def test_tags_settle_what_an_ambiguous_headline_is_about(chinese):
+    apple = "今年的苹果怎么样？"  # "How are this year's apples?": the fruit, or the phones?
+    bare, tagged, phone, fruit = chinese.encode([
+        ArticleRecord(id="bare", title=apple),
+        ArticleRecord(id="tagged", title=apple, tags=(("iPhone", 0.9), ("手机", 0.5))),
+        ArticleRecord(id="phone", title="新款折叠屏手机发布，售价近万元"),
+        ArticleRecord(id="fruit", title="山东烟台红富士苹果大丰收，果农笑开颜"),
+    ])
+    assert bare @ fruit > bare @ phone
+    assert tagged @ phone > tagged @ fruit
+    # The text rule is part of the model's identity: changing it re-embeds every article.
+    assert chinese.model_.identity["text"] == TEXT_RULE
