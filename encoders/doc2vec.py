@@ -69,8 +69,7 @@ def article_text(article: ArticleRecord) -> str:
     text (purity@10 on Toutiao, see the README)."""
     body = article.body.strip() if article.body else ""
     if not body:
-        ranked = sorted(article.tags, key=lambda tw: -float(tw[1]))
-        body = ", ".join(tag.strip() for tag, _ in ranked if tag and tag.strip())
+        body = ", ".join(tag.strip() for tag, _ in article.ranked_tags if tag and tag.strip())
     return ". ".join(part for part in ((article.title or "").strip(), body) if part)
 
 

@@ -46,8 +46,7 @@ TOP_TAGS = 3  # the tags of an article that stand for it in a reader's click sen
 
 
 def top_tags(article: ArticleRecord, k: int = TOP_TAGS) -> list[str]:
-    ranked = sorted(article.tags, key=lambda tw: -float(tw[1]))
-    return [tag_token(t) for t, _ in ranked[:k] if t and t.strip()]
+    return [tag_token(t) for t, _ in article.ranked_tags[:k] if t and t.strip()]
 
 
 # fastText initialises its input matrix in 10 blocks, one per training thread, and never the

@@ -43,7 +43,7 @@ class ItemMeta:
 
     @classmethod
     def of(cls, article: ArticleRecord) -> ItemMeta:
-        ranked = sorted((tw for tw in article.tags if tw[0] and tw[0].strip()), key=lambda tw: -float(tw[1]))
+        ranked = [tw for tw in article.ranked_tags if tw[0] and tw[0].strip()]
         return cls(
             category=article.category,
             published=to_unix(article.published_at),

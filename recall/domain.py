@@ -98,6 +98,11 @@ class ArticleRecord:
     image_origin: str | None = None
 
     @property
+    def ranked_tags(self) -> list[tuple[str, float]]:
+        """The tags strongest first (ties in their given order), blank ones included."""
+        return sorted(self.tags, key=lambda tw: -float(tw[1]))
+
+    @property
     def image_source(self) -> str:
         """"local" or "http": the given origin, else "local" only for what ``recall ingest`` stores
         (its sources: jsonl, mind, tnews, synthetic) and "http" for anything else (the API's "api")."""
